@@ -1,0 +1,174 @@
+//! The command line. Every flag also reads `KEYPOOL_<FLAG>` from the
+//! environment; durations accept `500ms`, `2s`, `5m`, `1h`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// When an acknowledged write reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum FsyncMode {
+    /// fdatasync before every acknowledgement; concurrent writers share one flush.
+    #[default]
+    Always,
+    /// Written before acknowledgement, flushed once a second: a power loss can
+    /// lose the last second.
+    Everysec,
+    /// Written before acknowledgement, flushed by the OS when it likes.
+    Never,
+}
+
+/// A rate: `N` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// How many are allowed in one window.
+    pub count: u32,
+    /// The window.
+    pub per: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (n, d) = s
+            .split_once('/')
+            .ok_or_else(|| format!("expected N/DURATION such as 10/1m, got {s:?}"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{n:?} is not a whole number"))?;
+        let per = parse_duration(d.trim())?;
+        if count == 0 || per.is_zero() {
+            return Err("a rate needs a positive count and a positive duration".into());
+        }
+        Ok(Rate { count, per })
+    }
+}
+
+/// Parses `500ms`, `2s`, `5m`, `1h` (anything humantime accepts).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); try 500ms, 2s, 5m or 1h"))
+}
+
+/// keypool: hands out keys to workers.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "keypool", version, about, long_about = None)]
+pub struct Config {
+    /// Listen address; port 0 picks a free port and prints it.
+    #[arg(long, env = "KEYPOOL_BIND", default_value = "127.0.0.1:5001")]
+    pub bind: SocketAddr,
+
+    /// Directory for snapshots and the write-ahead log.
+    #[arg(long, env = "KEYPOOL_DATA_DIR", default_value = "snapshots")]
+    pub data_dir: PathBuf,
+
+    /// When a write is flushed to disk before it is acknowledged.
+    #[arg(long, env = "KEYPOOL_FSYNC", value_enum, default_value = "always")]
+    pub fsync: FsyncMode,
+
+    /// How often a snapshot is written (also on clean shutdown).
+    #[arg(long, env = "KEYPOOL_SNAPSHOT_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub snapshot_interval: Duration,
+
+    /// Truncate a damaged write-ahead log at the damage (keeping a copy) and start.
+    #[arg(long, env = "KEYPOOL_REPAIR")]
+    pub repair: bool,
+
+    /// A pool key's lifetime after creation or its last keepalive.
+    #[arg(long, env = "KEYPOOL_KEY_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub key_ttl: Duration,
+
+    /// How long a checked-out key stays blocked before it is released.
+    #[arg(long, env = "KEYPOOL_BLOCK_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub block_ttl: Duration,
+
+    /// Pool routes accept requests without a credential; they share one anonymous pool.
+    #[arg(long, env = "KEYPOOL_OPEN_POOL")]
+    pub open_pool: bool,
+
+    /// Authenticated requests a session token serves before it expires.
+    #[arg(long, env = "KEYPOOL_SESSION_MAX_USES", default_value_t = 10)]
+    pub session_max_uses: u32,
+
+    /// A session token's longest life.
+    #[arg(long, env = "KEYPOOL_SESSION_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+
+    /// Per client IP, for anonymous traffic (/register, /login, missing or wrong credentials).
+    #[arg(long, env = "KEYPOOL_IP_RATE_LIMIT", default_value = "10/1m")]
+    pub ip_rate_limit: Rate,
+
+    /// API keys one user may create in any 24 h.
+    #[arg(long, env = "KEYPOOL_KEYS_PER_DAY", default_value_t = 5)]
+    pub keys_per_day: u32,
+
+    /// The shortest password accepted at registration.
+    #[arg(long, env = "KEYPOOL_MIN_PASSWORD_LEN", default_value_t = 8)]
+    pub min_password_len: usize,
+
+    /// Credits (cents) a new account starts with.
+    #[arg(long, env = "KEYPOOL_SIGNUP_CREDITS", default_value_t = 1000)]
+    pub signup_credits: u64,
+
+    /// How long a purchase stays `waiting` before the payment settles.
+    #[arg(long, env = "KEYPOOL_PAYMENT_DELAY", default_value = "2s", value_parser = parse_duration)]
+    pub payment_delay: Duration,
+
+    /// A JSON file listing the videos for sale (default: the built-in featured video).
+    #[arg(long, env = "KEYPOOL_CATALOG")]
+    pub catalog: Option<PathBuf>,
+
+    /// Allowed origin for cross-origin requests.
+    #[arg(long, env = "KEYPOOL_CORS_ORIGIN", default_value = "*")]
+    pub cors_origin: String,
+
+    /// Request body limit in bytes.
+    #[arg(long, env = "KEYPOOL_MAX_BODY", default_value_t = 65_536)]
+    pub max_body: usize,
+
+    /// Most connections served at once; further ones wait to be accepted.
+    #[arg(long, env = "KEYPOOL_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request's headers.
+    #[arg(long, env = "KEYPOOL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, as `keypool` with no flags and no environment would use
+    /// (for tests and embedding).
+    pub fn defaults() -> Self {
+        Config::parse_from(["keypool"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rates_and_durations() {
+        let r: Rate = "10/1m".parse().unwrap();
+        assert_eq!(r, Rate { count: 10, per: Duration::from_secs(60) });
+        assert!("0/1m".parse::<Rate>().is_err());
+        assert!("ten/1m".parse::<Rate>().is_err());
+        assert!("10".parse::<Rate>().is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::defaults();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:5001");
+        assert_eq!(c.key_ttl, Duration::from_secs(300));
+        assert_eq!(c.block_ttl, Duration::from_secs(60));
+        assert_eq!(c.session_max_uses, 10);
+        assert_eq!(c.max_body, 65_536);
+        assert_eq!(c.fsync, FsyncMode::Always);
+    }
+}

@@ -1,0 +1,37 @@
+//! Every state change is a typed [`Event`].
+//!
+//! A domain operation decides what changes, builds the event, applies it to its
+//! own memory with the same `apply` that recovery uses, and hands the event to an
+//! emitter while it still holds the lock that ordered the change. The emitter
+//! (see `app.rs`) appends it to the write-ahead log; the response waits until the
+//! log says the record is durable. Recovery replays the log through the same
+//! `apply` functions: there is no second code path.
+//!
+//! # The idempotence rule
+//!
+//! Snapshots are *fuzzy*: they copy one shard or map at a time while requests go
+//! on, so a snapshot that covers log position `L` may also contain some effects of
+//! events after `L`. Replay then applies those events again. Every event must
+//! therefore *set* state rather than *adjust* it: applying an event twice, or
+//! applying a suffix of an entity's events to a state that already includes some
+//! of them, gives the same state as applying each once. ("usage_count = 12", not
+//! "usage_count += 1"; "key K is blocked under lease L until T", not "block a
+//! random key".) Changes that must happen together (a purchase settling and the
+//! balance it takes) are one event.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{accounts, apikeys, pool, purchase};
+
+/// One record of the write-ahead log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A change to a key pool.
+    Pool(pool::PoolEvent),
+    /// A change to accounts or sessions.
+    Account(accounts::AccountEvent),
+    /// A change to API keys or their usage.
+    ApiKey(apikeys::ApiKeyEvent),
+    /// A change to purchases or PINs.
+    Purchase(purchase::PurchaseEvent),
+}
