@@ -55,7 +55,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// keypool: hands out keys to workers.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "keypool", version, about, long_about = None)]
+#[command(name = "keypool", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
     /// Listen address; port 0 picks a free port and prints it.
     #[arg(long, env = "KEYPOOL_BIND", default_value = "127.0.0.1:5001")]

@@ -34,4 +34,19 @@ pub enum Event {
     ApiKey(apikeys::ApiKeyEvent),
     /// A change to purchases or PINs.
     Purchase(purchase::PurchaseEvent),
+    /// Changes that must be applied together or not at all (a purchase settling
+    /// and the balance it takes): one record, so a crash cannot split them.
+    Batch(Vec<Event>),
+}
+
+/// A borrowed [`Event`], so that the hot path can log an event without cloning
+/// it. It encodes to exactly the same bytes as the owned form (serde serialises
+/// `&T` as `T`); the test below holds that true.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum EventRef<'a> {
+    Pool(&'a pool::PoolEvent),
+    Account(&'a accounts::AccountEvent),
+    ApiKey(&'a apikeys::ApiKeyEvent),
+    Purchase(&'a purchase::PurchaseEvent),
+    Batch(&'a [Event]),
 }

@@ -6,11 +6,51 @@
 
 pub mod accounts;
 pub mod apikeys;
+pub mod app;
 pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod event;
+pub mod http;
 pub mod ids;
 pub mod persist;
 pub mod pool;
 pub mod purchase;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use app::recovery::OpenError;
+use app::{App, Tasks};
+use clock::SystemClock;
+use config::Config;
+use persist::RealFs;
+
+/// Recovers the state in `config.data_dir`, calls `ready` (the server answers
+/// from then on), serves `listener` until `shutdown` resolves, then finishes the
+/// requests in flight, writes a snapshot and closes the log.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), OpenError> {
+    let app = tokio::task::spawn_blocking(move || App::open(config, Arc::new(SystemClock), Arc::new(RealFs)))
+        .await
+        .map_err(|e| OpenError::Catalog(format!("start-up task failed: {e}")))??;
+    let tasks = Tasks::start(&app);
+    let http = Arc::new(http::Http::new(app.clone()));
+    ready();
+    http::server::serve(listener, http, shutdown).await;
+    tasks.stop(&app).await;
+    match app.snapshot().await {
+        Ok(lsn) => tracing::info!(covers = lsn, "final snapshot written"),
+        Err(e) => tracing::error!(error = %e, "final snapshot failed; the log still holds every change"),
+    }
+    if let Err(e) = app.log.close().await {
+        tracing::error!(error = %e, "closing the log failed");
+    }
+    Ok(())
+}

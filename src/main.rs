@@ -1,1 +1,58 @@
-fn main() {}
+//! The `keypool` binary: reads the command line, sets up logging and the tokio
+//! runtime, binds, and runs the server until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use keypool::config::Config;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    // Logs go to stderr so that stdout's first line is the address we bound.
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keypool: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::bind(config.bind).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("keypool: cannot listen on {}: {e}", config.bind);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("keypool: cannot read the bound address: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let ready = move || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {}", keypool::http::server::local_url(addr));
+            let _ = out.flush();
+            tracing::info!(%addr, "serving");
+        };
+        match keypool::run(config, listener, ready, keypool::http::server::shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("stopped cleanly");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keypool: cannot start: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,213 @@
+//! The service layer: where the domain cores meet the write-ahead log.
+//!
+//! [`App`] owns every domain (`pool`, `accounts`, `apikeys`, `purchase`) and the
+//! [`Log`]. A change is made by [`App::write`]: the domain applies the event and
+//! hands it to a [`Recorder`] while it still holds the lock that ordered it; the
+//! recorder appends it to the log; `write` returns only once the log says the
+//! last record is durable. The HTTP layer answers after that, so an
+//! acknowledged change is in the log.
+//!
+//! `App` knows nothing of HTTP. Its background tasks (reaper, settler, usage
+//! flusher, snapshotter) live in `tasks.rs`; start-up recovery in `recovery.rs`.
+
+pub mod recovery;
+mod tasks;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::accounts::{Accounts, AccountsConfig, AccountsImage};
+use crate::apikeys::{ApiKeys, ApiKeysConfig, ApiKeysImage};
+use crate::clock::{millis, Clock, Millis};
+use crate::codec;
+use crate::config::Config;
+use crate::event::EventRef;
+use crate::persist::{Log, Lsn, PersistError};
+use crate::pool::{PoolConfig, PoolImage, Pools};
+use crate::purchase::{Catalog, PurchaseConfig, Purchases, PurchasesImage, StreamSigner};
+
+pub use tasks::Tasks;
+
+/// How many argon2 hashes may run at once: one fewer than the cores (at least
+/// one). Each takes ~19 MiB and a whole core for tens of milliseconds, so logins
+/// queue here instead of starving pool traffic of CPU.
+pub fn max_concurrent_hashes() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Why a change was not made (or not acknowledged).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The log cannot write; nothing new is accepted until it can.
+    #[error("the write-ahead log is unavailable: {0}")]
+    Unavailable(#[from] PersistError),
+}
+
+/// The whole state as a snapshot stores it.
+#[derive(Serialize, Deserialize)]
+pub struct StateImage {
+    pub pools: PoolImage,
+    pub accounts: AccountsImage,
+    pub apikeys: ApiKeysImage,
+    pub purchases: PurchasesImage,
+}
+
+/// Everything the server knows, and the log that makes it durable.
+pub struct App {
+    /// The command line the server was started with.
+    pub config: Config,
+    /// The time source every domain call is given.
+    pub clock: Arc<dyn Clock>,
+    /// Key pools of every account.
+    pub pools: Pools,
+    /// Accounts, passwords and sessions.
+    pub accounts: Accounts,
+    /// API keys and their usage.
+    pub apikeys: ApiKeys,
+    /// Purchases and PINs.
+    pub purchases: Purchases,
+    /// The videos for sale.
+    pub catalog: Catalog,
+    /// Signs the short-lived URLs that stream a bought video. The secret is new
+    /// at every start, so a restart invalidates outstanding stream URLs (they
+    /// last minutes; the page asks for a fresh one).
+    pub stream_signer: StreamSigner,
+    /// The write-ahead log.
+    pub log: Log,
+    /// Bounds concurrent argon2 work (see [`max_concurrent_hashes`]).
+    pub hashing: Semaphore,
+    /// Wakes the reaper when a deadline earlier than the one it sleeps towards appears.
+    reaper_wake: Arc<Notify>,
+    /// Wakes the settler when a purchase starts.
+    settle_wake: Notify,
+}
+
+/// Collects the log position of the events one change emits.
+pub struct Recorder<'a> {
+    log: &'a Log,
+    last: Option<Lsn>,
+    failed: Option<PersistError>,
+}
+
+impl Recorder<'_> {
+    /// Appends one event to the log. Called by domain code under its lock.
+    pub fn record(&mut self, event: EventRef<'_>) {
+        let bytes = match codec::encode(&event) {
+            Ok(b) => b,
+            Err(e) => {
+                // Our own types always encode; if one ever does not, refuse to
+                // acknowledge rather than acknowledge something not logged.
+                tracing::error!(error = %e, "cannot encode an event");
+                self.failed = Some(PersistError::Unavailable);
+                return;
+            }
+        };
+        match self.log.append(&bytes) {
+            Ok(lsn) => self.last = Some(lsn),
+            Err(e) => self.failed = Some(e),
+        }
+    }
+}
+
+impl App {
+    /// The current time.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Makes a change: runs `op` (which calls a domain operation and passes each
+    /// event it emits to the recorder), then waits until the log has made those
+    /// events durable. Refuses before changing anything while the log cannot
+    /// write.
+    pub async fn write<R>(&self, op: impl FnOnce(&mut Recorder<'_>) -> R) -> Result<R, WriteError> {
+        self.log.check_writable()?;
+        let mut rec = Recorder {
+            log: &self.log,
+            last: None,
+            failed: None,
+        };
+        let out = op(&mut rec);
+        if let Some(e) = rec.failed {
+            return Err(e.into());
+        }
+        if let Some(lsn) = rec.last {
+            self.log.durable(lsn).await?;
+        }
+        Ok(out)
+    }
+
+    /// Tells the settler a purchase is waiting.
+    pub fn purchase_started(&self) {
+        self.settle_wake.notify_one();
+    }
+
+    /// Copies the whole state, one lock at a time.
+    pub fn image(&self) -> StateImage {
+        StateImage {
+            pools: self.pools.image(),
+            accounts: self.accounts.image(),
+            apikeys: self.apikeys.image(),
+            purchases: self.purchases.image(),
+        }
+    }
+
+    /// Takes a snapshot: marks the log position it covers, copies the state
+    /// (requests go on meanwhile; see `event.rs` on why a fuzzy copy is safe),
+    /// and writes it off the async runtime.
+    pub async fn snapshot(self: &Arc<Self>) -> Result<Lsn, PersistError> {
+        let covers = self.log.begin_snapshot()?;
+        let app = self.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let image = app.image();
+            let bytes = codec::encode(&image).map_err(|e| {
+                tracing::error!(error = %e, "cannot encode the snapshot");
+                PersistError::Unavailable
+            })?;
+            app.log.write_snapshot(covers, &bytes)
+        })
+        .await;
+        match written {
+            Ok(r) => r.map(|()| covers),
+            Err(e) => {
+                tracing::error!(error = %e, "the snapshot task failed");
+                Err(PersistError::Unavailable)
+            }
+        }
+    }
+
+    pub(crate) fn pool_config(config: &Config) -> PoolConfig {
+        PoolConfig {
+            key_ttl: millis(config.key_ttl),
+            block_ttl: millis(config.block_ttl),
+            shards: 32,
+        }
+    }
+
+    pub(crate) fn accounts_config(config: &Config) -> AccountsConfig {
+        AccountsConfig {
+            session_max_uses: config.session_max_uses,
+            session_ttl: millis(config.session_ttl),
+            min_password_len: config.min_password_len,
+            signup_credits: config.signup_credits,
+        }
+    }
+
+    pub(crate) fn apikeys_config(config: &Config) -> ApiKeysConfig {
+        ApiKeysConfig {
+            keys_per_day: config.keys_per_day,
+        }
+    }
+
+    pub(crate) fn purchase_config(config: &Config) -> PurchaseConfig {
+        PurchaseConfig {
+            payment_delay: millis(config.payment_delay),
+            max_pin_failures: 5,
+            pin_window: 15 * 60 * 1000,
+        }
+    }
+}

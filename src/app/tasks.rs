@@ -1,0 +1,171 @@
+//! The background tasks: the reaper (key expiry and lease release on time), the
+//! settler (purchases leave `waiting` after `--payment-delay`), the usage flusher
+//! (API-key usage and session uses, batched into one log record every half
+//! second) and the snapshotter. All stop when [`Tasks::stop`] is called.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::App;
+use crate::event::{Event, EventRef};
+
+/// The longest the reaper sleeps even when no deadline is near: a safety net
+/// for a missed wake-up, well inside the contract's "within a second".
+const REAPER_MAX_SLEEP: Duration = Duration::from_millis(250);
+/// How often usage counts are written to the log.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// Handles of the running background tasks.
+pub struct Tasks {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Starts every background task of `app`.
+    pub fn start(app: &Arc<App>) -> Tasks {
+        let (stop, rx) = watch::channel(false);
+        let handles = vec![
+            tokio::spawn(reaper(app.clone(), rx.clone())),
+            tokio::spawn(settler(app.clone(), rx.clone())),
+            tokio::spawn(flusher(app.clone(), rx.clone())),
+            tokio::spawn(snapshotter(app.clone(), rx)),
+        ];
+        Tasks { stop, handles }
+    }
+
+    /// Stops the tasks and waits for them, then flushes usage one last time.
+    pub async fn stop(self, app: &Arc<App>) {
+        let _ = self.stop.send(true);
+        for h in self.handles {
+            let _ = h.await;
+        }
+        flush_once(app).await;
+    }
+}
+
+/// Sleeps for `d` unless told to stop first; returns whether to stop.
+async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        _ = stop.changed() => true,
+    }
+}
+
+/// Deletes expired keys and releases lapsed leases, sleeping until the earliest
+/// deadline and woken early when an earlier one appears (mini-redis's purge task).
+async fn reaper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        // Planning to wake "never" first means any deadline added while we scan
+        // lowers the hint and wakes us, so none is missed.
+        app.pools.earlier_deadline_hint().store(u64::MAX, Ordering::SeqCst);
+        let now = app.now();
+        let reaped = app
+            .write(|rec| app.pools.reap(now, &mut |e| rec.record(EventRef::Pool(e))))
+            .await;
+        match reaped {
+            Ok(r) if r.expired + r.released > 0 => {
+                tracing::debug!(expired = r.expired, released = r.released, "reaped")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "reaper could not log; will retry"),
+        }
+        let next = app.pools.next_deadline().unwrap_or(u64::MAX);
+        app.pools.earlier_deadline_hint().fetch_min(next, Ordering::SeqCst);
+        let wait = Duration::from_millis(next.saturating_sub(app.now())).min(REAPER_MAX_SLEEP);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = app.reaper_wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Settles purchases whose payment delay has passed: the price is taken from
+/// the balance, or the purchase fails when the balance no longer covers it.
+/// One task does all settling, so balances never race.
+async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let now = app.now();
+        for due in app.purchases.due(now) {
+            let balance = app.accounts.balance(due.account).unwrap_or(0);
+            let ok = balance >= due.price;
+            let Some(settled) = app.purchases.settle_event(&due.purchase_id, ok, now) else {
+                continue;
+            };
+            let mut events = vec![Event::Purchase(settled)];
+            if ok {
+                events.push(Event::Account(
+                    app.accounts.set_balance_event(due.account, balance - due.price),
+                ));
+            }
+            let result = app
+                .write(|rec| {
+                    events.iter().for_each(|e| app.apply(e));
+                    rec.record(EventRef::Batch(&events));
+                })
+                .await;
+            match result {
+                Ok(()) => tracing::info!(purchase = %due.purchase_id, ok, "purchase settled"),
+                Err(e) => tracing::warn!(error = %e, "cannot settle a purchase now; will retry"),
+            }
+        }
+        let next = app.purchases.next_settlement().unwrap_or(u64::MAX);
+        let wait = Duration::from_millis(next.saturating_sub(app.now())).min(Duration::from_secs(1));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = app.settle_wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Writes usage counts and session uses once per [`FLUSH_EVERY`].
+async fn flusher(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if sleep_or_stop(FLUSH_EVERY, &mut stop).await {
+            return;
+        }
+        flush_once(&app).await;
+    }
+}
+
+async fn flush_once(app: &Arc<App>) {
+    let now = app.now();
+    let result = app
+        .write(|rec| {
+            app.apikeys
+                .flush_usage(&mut |e| rec.record(EventRef::ApiKey(e)));
+            app.accounts
+                .flush_session_uses(&mut |e| rec.record(EventRef::Account(e)));
+            app.accounts
+                .purge_sessions(now, &mut |e| rec.record(EventRef::Account(e)));
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "cannot write usage counts now; will retry");
+    }
+}
+
+/// Writes a snapshot every `--snapshot-interval`.
+async fn snapshotter(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let every = app.config.snapshot_interval.max(Duration::from_millis(100));
+    loop {
+        if sleep_or_stop(every, &mut stop).await {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match app.snapshot().await {
+            Ok(lsn) => tracing::info!(
+                covers = lsn,
+                took_ms = started.elapsed().as_millis() as u64,
+                "snapshot written"
+            ),
+            Err(e) => tracing::error!(error = %e, "snapshot failed"),
+        }
+    }
+}

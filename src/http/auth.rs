@@ -1,0 +1,122 @@
+//! Who is calling: turns the request's credential into a [`Caller`], counts the
+//! session use or the key use, applies the per-key rate limit, and charges the
+//! per-IP limit for missing or wrong credentials.
+
+use hyper::StatusCode;
+use uuid::Uuid;
+
+use super::request::{credential, Credential};
+use super::response::ApiError;
+use super::{Ctx, Http};
+use crate::accounts::SessionError;
+use crate::apikeys::KeyAuthError;
+use crate::ids::AccountId;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// No credential, on the open pool.
+    Anonymous,
+    /// A session token from `/login`.
+    Session,
+    /// An API key.
+    ApiKey(Uuid),
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// Whose data the request reaches.
+    pub account: AccountId,
+    /// The credential used.
+    pub via: Via,
+}
+
+/// Which credentials a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// A session token or an API key.
+    Any,
+    /// A session token (seed 000's key management, the purchase PIN).
+    Session,
+    /// Like `Any`, but with `--open-pool` a request without one is the anonymous pool's.
+    Pool,
+}
+
+impl Http {
+    /// Authenticates the request, or answers 401/429.
+    pub fn authenticate(&self, ctx: &Ctx, need: Need) -> Result<Caller, ApiError> {
+        let now = self.app.now();
+        let refused = |e: ApiError| self.charge_ip(ctx, e);
+        match credential(&ctx.headers) {
+            Credential::None if need == Need::Pool && self.app.config.open_pool => Ok(Caller {
+                account: AccountId::ANONYMOUS,
+                via: Via::Anonymous,
+            }),
+            Credential::None => Err(refused(ApiError::unauthorized(match need {
+                Need::Session => "Missing session token: log in and send it as Authorization: Bearer <token>.",
+                _ => "Missing credential: send an API key as X-API-Key, or an API key or session token as Authorization: Bearer.",
+            }))),
+            Credential::Malformed => Err(refused(ApiError::unauthorized(
+                "The Authorization header must be \"Bearer <token>\".",
+            ))),
+            Credential::ApiKey(_) if need == Need::Session => Err(refused(ApiError::unauthorized(
+                "This route needs a session token from /login, not an API key.",
+            ))),
+            Credential::ApiKey(key) => match self.app.apikeys.verify(key, now) {
+                Ok(auth) => {
+                    if let Some(limit) = auth.rate_limit {
+                        self.limits
+                            .check_key(auth.key_id, limit)
+                            .map_err(ApiError::rate_limited)?;
+                    }
+                    Ok(Caller {
+                        account: auth.owner,
+                        via: Via::ApiKey(auth.key_id),
+                    })
+                }
+                Err(e) => Err(refused(ApiError::unauthorized(match e {
+                    KeyAuthError::Malformed => {
+                        "The API key is malformed or mistyped (its checksum does not match); check it and try again."
+                    }
+                    KeyAuthError::Unknown => "Invalid API key.",
+                    KeyAuthError::Revoked => "This API key has been revoked.",
+                    KeyAuthError::Expired => "This API key has expired.",
+                }))),
+            },
+            Credential::Session(token) => match self.app.accounts.use_session(token, now) {
+                Ok(s) => Ok(Caller {
+                    account: s.account,
+                    via: Via::Session,
+                }),
+                Err(SessionError::Expired) => Err(refused(ApiError::unauthorized(
+                    "Session expired. Please log in again.",
+                ))),
+                Err(SessionError::Unknown) => Err(refused(ApiError::unauthorized(
+                    "Invalid session token. Please log in again.",
+                ))),
+            },
+        }
+    }
+
+    /// Counts a refused credential against the client's IP: past the limit the
+    /// answer becomes 429 instead of `err`.
+    pub fn charge_ip(&self, ctx: &Ctx, err: ApiError) -> ApiError {
+        match self.limits.check_ip(ctx.peer.ip()) {
+            Ok(()) => err,
+            Err(wait) => ApiError::rate_limited(wait),
+        }
+    }
+
+    /// Counts an anonymous request (`/register`, `/login`) against the client's IP.
+    pub fn check_ip(&self, ctx: &Ctx) -> Result<(), ApiError> {
+        self.limits
+            .check_ip(ctx.peer.ip())
+            .map_err(ApiError::rate_limited)
+    }
+}
+
+/// 403 for a caller reaching for another account's data on seed 003's routes.
+pub fn not_yours() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "That account is not yours.")
+}

@@ -1,0 +1,159 @@
+//! The HTTP layer: the only module that knows hyper and JSON.
+//!
+//! It turns requests into calls on [`App`] and results into responses, and maps
+//! every domain error to a status in one place per domain (`routes/*.rs`). It
+//! must not hold domain state of its own beyond rate limiters and metrics.
+
+pub mod auth;
+pub mod limits;
+pub mod metrics;
+pub mod request;
+pub mod response;
+pub mod router;
+mod routes;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::app::App;
+use limits::Limits;
+use metrics::Metrics;
+use response::{ApiError, Body};
+use router::Route;
+
+/// Everything a request handler needs.
+pub struct Http {
+    /// The state and the log.
+    pub app: Arc<App>,
+    /// Per-IP and per-key rate limiters.
+    pub limits: Limits,
+    /// Request counters.
+    pub metrics: Metrics,
+    /// The `Access-Control-Allow-Origin` value.
+    cors_origin: HeaderValue,
+    /// Request body limit.
+    pub max_body: usize,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Header-read timeout.
+    pub header_timeout: Duration,
+}
+
+/// One request as the handlers see it.
+pub struct Ctx {
+    /// The method (HEAD is answered as GET).
+    pub method: Method,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The raw query string.
+    pub query: Option<String>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The body, until a handler reads it.
+    body: Option<Incoming>,
+    /// The body limit.
+    max_body: usize,
+}
+
+impl Ctx {
+    /// Reads and parses the JSON body (see [`request::parse_json`]).
+    pub async fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let bytes = match self.body.take() {
+            Some(body) => request::read_body(&self.headers, body, self.max_body).await?,
+            None => bytes::Bytes::new(),
+        };
+        request::parse_json(&self.headers, &bytes)
+    }
+
+    /// The value of a query parameter.
+    pub fn query(&self, name: &str) -> Option<String> {
+        request::query_param(self.query.as_deref(), name)
+    }
+}
+
+impl Http {
+    /// The HTTP layer over `app`.
+    pub fn new(app: Arc<App>) -> Http {
+        let c = &app.config;
+        let cors_origin = HeaderValue::from_str(&c.cors_origin).unwrap_or(HeaderValue::from_static("*"));
+        Http {
+            limits: Limits::new(c.ip_rate_limit),
+            metrics: Metrics::default(),
+            cors_origin,
+            max_body: c.max_body,
+            max_connections: c.max_connections,
+            header_timeout: c.header_timeout,
+            app,
+        }
+    }
+
+    /// Answers one request. Never fails: every error becomes its response.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_owned();
+        let route = router::resolve(&path);
+        let label = route.as_ref().map_or("unknown", Route::label);
+        let mut resp = match route {
+            None => ApiError::not_found(format!("No route for {} {path}.", parts.method)).into_response(),
+            Some(route) if !route.allows(&parts.method) => ApiError {
+                allow: Some(route.allow()),
+                ..ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    format!("{} is not allowed on {}; use {}.", parts.method, route.label(), route.allow()),
+                )
+            }
+            .into_response(),
+            Some(route) if parts.method == Method::OPTIONS => self.preflight(&route),
+            Some(route) => {
+                let seed003 = route.is_seed003();
+                let method = if parts.method == Method::HEAD {
+                    Method::GET
+                } else {
+                    parts.method
+                };
+                let mut ctx = Ctx {
+                    method,
+                    headers: parts.headers,
+                    query: parts.uri.query().map(str::to_owned),
+                    peer,
+                    body: Some(body),
+                    max_body: self.max_body,
+                };
+                match routes::dispatch(self, &route, &mut ctx).await {
+                    Ok(r) => r,
+                    Err(e) if seed003 => e.seed003().into_response(),
+                    Err(e) => e.into_response(),
+                }
+            }
+        };
+        let h = resp.headers_mut();
+        h.insert("access-control-allow-origin", self.cors_origin.clone());
+        h.insert("access-control-expose-headers", HeaderValue::from_static("Retry-After"));
+        if resp.status().is_server_error() {
+            tracing::warn!(route = label, status = resp.status().as_u16(), "server error answered");
+        }
+        self.metrics.record(label, resp.status().as_u16(), started.elapsed());
+        resp
+    }
+
+    /// Answers a CORS preflight for `route`.
+    fn preflight(&self, route: &Route<'_>) -> Response<Body> {
+        let mut resp = response::bytes_response(StatusCode::NO_CONTENT, "text/plain", bytes::Bytes::new());
+        let h = resp.headers_mut();
+        h.insert("access-control-allow-methods", HeaderValue::from_static(route.allow()));
+        h.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("Authorization, Content-Type, X-API-Key"),
+        );
+        h.insert("access-control-max-age", HeaderValue::from_static("600"));
+        h.insert(hyper::header::ALLOW, HeaderValue::from_static(route.allow()));
+        resp
+    }
+}

@@ -1,0 +1,190 @@
+//! Which route a path names, and which methods it allows.
+//!
+//! Resolution is by path alone, so that a known path with the wrong method is a
+//! 405 with `Allow`, and an unknown path is a 404, whatever the method.
+
+use hyper::Method;
+
+/// Every route of the contract. Path parameters are carried raw (not decoded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    Index,
+    Asset(&'static str),
+    Healthz,
+    Metrics,
+    Stats,
+    Keys,
+    Key(&'a str),
+    Keepalive(&'a str),
+    Register,
+    Login,
+    Logout,
+    ApiKeyCreate,
+    ApiKeyDelete,
+    GenerateKey,
+    ListKeys,
+    RevokeKey,
+    UserKey,
+    UserKeyOf(&'a str),
+    UserUsageOf(&'a str),
+    UserPin,
+    VideoInfo,
+    VideoPurchase,
+    PurchaseStatus(&'a str),
+    VideoStream(&'a str),
+}
+
+impl Route<'_> {
+    /// A label for metrics and logs: the route's pattern, never its parameters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Index => "/",
+            Route::Asset(name) => name,
+            Route::Healthz => "/healthz",
+            Route::Metrics => "/metrics",
+            Route::Stats => "/stats",
+            Route::Keys => "/keys",
+            Route::Key(_) => "/keys/{key_id}",
+            Route::Keepalive(_) => "/keepalive/{key_id}",
+            Route::Register => "/register",
+            Route::Login => "/login",
+            Route::Logout => "/logout",
+            Route::ApiKeyCreate => "/api/key/create",
+            Route::ApiKeyDelete => "/api/key/delete",
+            Route::GenerateKey => "/generate-key",
+            Route::ListKeys => "/list-keys",
+            Route::RevokeKey => "/revoke-key",
+            Route::UserKey => "/api/user/key",
+            Route::UserKeyOf(_) => "/api/user/key/{email}",
+            Route::UserUsageOf(_) => "/api/user/usage/{email}",
+            Route::UserPin => "/api/user/pin",
+            Route::VideoInfo => "/video/info",
+            Route::VideoPurchase => "/video/purchase",
+            Route::PurchaseStatus(_) => "/video/purchase/{purchase_id}",
+            Route::VideoStream(_) => "/video/stream/{video_id}",
+        }
+    }
+
+    /// The methods this route answers (besides OPTIONS, which every route answers
+    /// for CORS preflights), as the `Allow` header lists them.
+    pub fn allow(&self) -> &'static str {
+        match self {
+            Route::Keys => "GET, POST, OPTIONS",
+            Route::Key(_) => "GET, PUT, DELETE, OPTIONS",
+            Route::Keepalive(_) | Route::UserPin => "PUT, OPTIONS",
+            Route::Register
+            | Route::Login
+            | Route::Logout
+            | Route::ApiKeyCreate
+            | Route::GenerateKey
+            | Route::RevokeKey
+            | Route::UserKey
+            | Route::VideoPurchase => "POST, OPTIONS",
+            Route::ApiKeyDelete => "DELETE, OPTIONS",
+            Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
+            _ => "GET, HEAD, OPTIONS",
+        }
+    }
+
+    /// Whether this route answers `method`.
+    pub fn allows(&self, method: &Method) -> bool {
+        if method == Method::OPTIONS {
+            return true;
+        }
+        let m = method.as_str();
+        self.allow().split(", ").any(|a| a == m)
+    }
+
+    /// Seed 003's routes answer errors with `"success": false`.
+    pub fn is_seed003(&self) -> bool {
+        matches!(
+            self,
+            Route::UserKey | Route::UserKeyOf(_) | Route::UserUsageOf(_)
+        )
+    }
+}
+
+/// The route a path names, or `None` for an unknown path.
+pub fn resolve(path: &str) -> Option<Route<'_>> {
+    let trimmed = path.strip_prefix('/')?;
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    let mut parts = trimmed.split('/');
+    let segs: [Option<&str>; 5] = std::array::from_fn(|_| parts.next());
+    if parts.next().is_some() {
+        return None;
+    }
+    let nonempty = |s: &str| !s.is_empty();
+    let route = match segs {
+        [Some(""), None, ..] => Route::Index,
+        [Some("index.html"), None, ..] => Route::Index,
+        [Some("app.js"), None, ..] => Route::Asset("/app.js"),
+        [Some("style.css"), None, ..] => Route::Asset("/style.css"),
+        [Some("healthz"), None, ..] => Route::Healthz,
+        [Some("metrics"), None, ..] => Route::Metrics,
+        [Some("stats"), None, ..] => Route::Stats,
+        [Some("keys"), None, ..] => Route::Keys,
+        [Some("keys"), Some(id), None, ..] if nonempty(id) => Route::Key(id),
+        [Some("keepalive"), Some(id), None, ..] if nonempty(id) => Route::Keepalive(id),
+        [Some("register"), None, ..] => Route::Register,
+        [Some("login"), None, ..] => Route::Login,
+        [Some("logout"), None, ..] => Route::Logout,
+        [Some("api"), Some("key"), Some("create"), None, ..] => Route::ApiKeyCreate,
+        [Some("api"), Some("key"), Some("delete"), None, ..] => Route::ApiKeyDelete,
+        [Some("generate-key"), None, ..] => Route::GenerateKey,
+        [Some("list-keys"), None, ..] => Route::ListKeys,
+        [Some("revoke-key"), None, ..] => Route::RevokeKey,
+        [Some("api"), Some("user"), Some("key"), None, ..] => Route::UserKey,
+        [Some("api"), Some("user"), Some("key"), Some(e), None] if nonempty(e) => Route::UserKeyOf(e),
+        [Some("api"), Some("user"), Some("usage"), Some(e), None] if nonempty(e) => {
+            Route::UserUsageOf(e)
+        }
+        [Some("api"), Some("user"), Some("pin"), None, ..] => Route::UserPin,
+        [Some("video"), Some("info"), None, ..] => Route::VideoInfo,
+        [Some("video"), Some("purchase"), None, ..] => Route::VideoPurchase,
+        [Some("video"), Some("purchase"), Some(id), None, ..] if nonempty(id) => {
+            Route::PurchaseStatus(id)
+        }
+        [Some("video"), Some("stream"), Some(id), None, ..] if nonempty(id) => Route::VideoStream(id),
+        _ => return None,
+    };
+    Some(route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_every_route_and_nothing_else() {
+        let cases: &[(&str, Option<Route>)] = &[
+            ("/", Some(Route::Index)),
+            ("/keys", Some(Route::Keys)),
+            ("/keys/", Some(Route::Keys)),
+            ("/keys/abc", Some(Route::Key("abc"))),
+            ("/keys/abc/def", None),
+            ("/keepalive/abc", Some(Route::Keepalive("abc"))),
+            ("/keepalive", None),
+            ("/api/key/create", Some(Route::ApiKeyCreate)),
+            ("/api/user/key", Some(Route::UserKey)),
+            ("/api/user/key/a@b.c", Some(Route::UserKeyOf("a@b.c"))),
+            ("/api/user/usage/bob", Some(Route::UserUsageOf("bob"))),
+            ("/video/purchase/p1", Some(Route::PurchaseStatus("p1"))),
+            ("/video/stream/featured", Some(Route::VideoStream("featured"))),
+            ("/nope", None),
+            ("/a/b/c/d/e/f", None),
+            ("", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(&resolve(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn methods() {
+        assert!(Route::Keys.allows(&Method::POST));
+        assert!(!Route::Keys.allows(&Method::DELETE));
+        assert!(Route::Key("x").allows(&Method::DELETE));
+        assert!(Route::Healthz.allows(&Method::OPTIONS));
+        assert_eq!(Route::Keepalive("x").allow(), "PUT, OPTIONS");
+    }
+}

@@ -1,0 +1,267 @@
+//! API-key management: seed 000 (`/api/key/create`, `/api/key/delete`), seed 001
+//! (`/generate-key`, `/list-keys`, `/revoke-key`) and seed 003
+//! (`/api/user/key…`, `/api/user/usage/{email}`). The full key appears in a
+//! response once, at creation, and nowhere else.
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::super::auth::{not_yours, Caller, Need};
+use super::super::response::{json, message, ApiError, Reply};
+use super::super::{Ctx, Http};
+use super::param;
+use crate::apikeys::{ApiKeyError, CreateKey, KeyRateLimit, KeyView};
+use crate::clock::rfc3339;
+use crate::event::EventRef;
+
+/// The one mapping of API-key errors to answers.
+fn key_error(e: ApiKeyError) -> ApiError {
+    match e {
+        ApiKeyError::NameTaken => ApiError::conflict("You already have an API key with that name."),
+        ApiKeyError::DailyLimit { retry_after_secs } => ApiError::rate_limited(retry_after_secs),
+        ApiKeyError::NotFound => ApiError::not_found("API key not found."),
+        ApiKeyError::InvalidField { .. } => ApiError::bad_request(e.to_string()),
+    }
+}
+
+/// A key as the lists show it (never the key itself).
+fn key_json(k: &KeyView) -> Value {
+    json!({
+        "key_id": k.key_id,
+        "name": k.name,
+        "key_prefix": k.key_prefix,
+        "created_at": rfc3339(k.created_at),
+        "last_used": k.last_used.map(rfc3339),
+        "usage_count": k.usage_count,
+        "usage_by_day": k.usage_by_day.iter().map(|(day, count)| json!({"day": day, "count": count})).collect::<Vec<_>>(),
+        "expires_at": k.expires_at.map(rfc3339),
+        "revoked": k.revoked,
+        "rate_limit": k.rate_limit,
+    })
+}
+
+async fn create(http: &Http, caller: Caller, req: CreateKey) -> Result<crate::apikeys::NewKey, ApiError> {
+    let app = &http.app;
+    let now = app.now();
+    app.write(|rec| app.apikeys.create(caller.account, req, now, &mut |e| rec.record(EventRef::ApiKey(e))))
+        .await?
+        .map_err(key_error)
+}
+
+#[derive(Deserialize)]
+struct Seed000Create {
+    name: String,
+    creator: String,
+}
+
+/// `POST /api/key/create` (seed 000; session required).
+pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Session)?;
+    let body: Seed000Create = ctx.json().await?;
+    let me = http.app.accounts.get(caller.account).ok_or_else(ApiError::internal)?;
+    if !body.creator.eq_ignore_ascii_case(&me.username) {
+        return Err(ApiError::forbidden(
+            "Field `creator` must be the signed-in user's username.",
+        ));
+    }
+    if body.name.trim().is_empty() {
+        return Err(ApiError::bad_request("Field `name` must not be empty."));
+    }
+    let new = create(
+        http,
+        caller,
+        CreateKey { name: Some(body.name), expires_in: None, rate_limit: None, primary: false },
+    )
+    .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({"message": "API key created successfully.", "api_key": new.key, "key_id": new.key_id, "key_prefix": new.key_prefix}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ByName {
+    name: String,
+}
+
+/// `DELETE /api/key/delete` (seed 000; session required).
+pub async fn seed000_delete(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Session)?;
+    let body: ByName = ctx.json().await?;
+    let app = &http.app;
+    app.write(|rec| {
+        app.apikeys
+            .delete_by_name(caller.account, &body.name, &mut |e| rec.record(EventRef::ApiKey(e)))
+    })
+    .await?
+    .map_err(|e| match e {
+        ApiKeyError::NotFound => ApiError::not_found("You have no API key with that name."),
+        e => key_error(e),
+    })?;
+    message(StatusCode::OK, "API key deleted successfully.")
+}
+
+#[derive(Deserialize, Default)]
+struct Generate {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+    #[serde(default)]
+    rate_limit: Option<KeyRateLimit>,
+}
+
+/// `POST /generate-key` (seed 001).
+pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let body: Generate = ctx.json().await?;
+    let new = create(
+        http,
+        caller,
+        CreateKey { name: body.name, expires_in: body.expires_in, rate_limit: body.rate_limit, primary: false },
+    )
+    .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "key": new.key,
+            "key_id": new.key_id,
+            "key_prefix": new.key_prefix,
+            "created_at": rfc3339(new.created_at),
+            "expires_at": new.expires_at.map(rfc3339),
+        }),
+    ))
+}
+
+/// `GET /list-keys` (seed 001): prefixes (a hashed store cannot list keys) and details.
+pub fn list(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let keys = http.app.apikeys.list(caller.account, http.app.now());
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "keys": keys.iter().map(|k| k.key_prefix.as_str()).collect::<Vec<_>>(),
+            "items": keys.iter().map(key_json).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Revoke {
+    key: String,
+}
+
+/// `POST /revoke-key` (seed 001): by full key, key_id or key_prefix.
+pub async fn revoke(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let body: Revoke = ctx.json().await?;
+    let app = &http.app;
+    let now = app.now();
+    app.write(|rec| {
+        app.apikeys
+            .revoke(caller.account, body.key.trim(), now, &mut |e| rec.record(EventRef::ApiKey(e)))
+    })
+    .await?
+    .map_err(|e| match e {
+        ApiKeyError::NotFound => ApiError::not_found("Key not found."),
+        e => key_error(e),
+    })?;
+    message(StatusCode::OK, "Key revoked")
+}
+
+/// Seed 003's `{email}`: the caller's own email or username, else 403.
+fn own_account(http: &Http, caller: Caller, who: &str) -> Result<(), ApiError> {
+    match http.app.accounts.find(&param(who)) {
+        Some(id) if id == caller.account => Ok(()),
+        _ => Err(not_yours()),
+    }
+}
+
+/// The seed 003 view of the account's primary key.
+fn preference(http: &Http, caller: Caller) -> Value {
+    let balance = http.app.accounts.balance(caller.account).unwrap_or(0);
+    match http.app.apikeys.primary(caller.account) {
+        Some(k) => json!({
+            "hasKey": true,
+            "generatedAt": rfc3339(k.created_at),
+            "lastUsed": k.last_used.map(rfc3339),
+            "usageCount": k.usage_count,
+            "keyName": k.name,
+            "keyPrefix": k.key_prefix,
+            "balance": balance,
+        }),
+        None => json!({
+            "hasKey": false,
+            "generatedAt": null,
+            "lastUsed": null,
+            "usageCount": 0,
+            "keyName": null,
+            "keyPrefix": null,
+            "balance": balance,
+        }),
+    }
+}
+
+/// `GET /api/user/key/{email}` and `GET /api/user/usage/{email}` (seed 003).
+pub fn seed003_status(http: &Http, ctx: &mut Ctx, who: &str, field: &str) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    own_account(http, caller, who)?;
+    let mut body = serde_json::Map::new();
+    body.insert("success".into(), Value::Bool(true));
+    body.insert(field.into(), preference(http, caller));
+    Ok(json(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+struct Seed003Create {
+    email: String,
+    #[serde(default)]
+    key_name: Option<String>,
+}
+
+/// `POST /api/user/key` (seed 003): replaces the account's primary key.
+pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let body: Seed003Create = ctx.json().await?;
+    own_account(http, caller, &body.email)?;
+    let app = &http.app;
+    let now = app.now();
+    let new = app
+        .write(|rec| {
+            app.apikeys
+                .replace_primary(caller.account, body.key_name, now, &mut |e| rec.record(EventRef::ApiKey(e)))
+        })
+        .await?
+        .map_err(key_error)?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "success": true,
+            "message": "API key generated successfully",
+            "key": new.key,
+            "keyPrefix": new.key_prefix,
+        }),
+    ))
+}
+
+/// `DELETE /api/user/key/{email}` (seed 003).
+pub async fn seed003_revoke(http: &Http, ctx: &mut Ctx, who: &str) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    own_account(http, caller, who)?;
+    let app = &http.app;
+    let now = app.now();
+    app.write(|rec| {
+        app.apikeys
+            .revoke_primary(caller.account, now, &mut |e| rec.record(EventRef::ApiKey(e)))
+    })
+    .await?
+    .map_err(|e| match e {
+        ApiKeyError::NotFound => ApiError::not_found("This account has no API key to revoke."),
+        e => key_error(e),
+    })?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"success": true, "message": "API key revoked successfully"}),
+    ))
+}

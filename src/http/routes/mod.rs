@@ -1,0 +1,67 @@
+//! Route handlers, one file per part of the contract. Each handler parses,
+//! calls [`crate::app::App`], and maps the domain's errors to statuses: the
+//! mapping for a domain lives in its file and nowhere else.
+
+mod accounts;
+mod keys;
+mod ops;
+mod pool;
+mod purchase;
+mod web;
+
+use super::response::{ApiError, Reply};
+use super::router::Route;
+use super::{Ctx, Http};
+use crate::app::WriteError;
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> Self {
+        tracing::error!(error = %e, "a change could not be made durable");
+        ApiError::unavailable()
+    }
+}
+
+/// Calls the handler of `route` (whose method was already checked).
+pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
+    use hyper::Method as M;
+    let m = ctx.method.clone();
+    match (route, m) {
+        (Route::Index, _) => web::asset("/"),
+        (Route::Asset(name), _) => web::asset(name),
+        (Route::Healthz, _) => ops::healthz(http),
+        (Route::Metrics, _) => ops::metrics(http),
+        (Route::Stats, _) => ops::stats(http, ctx),
+
+        (Route::Keys, M::POST) => pool::create(http, ctx).await,
+        (Route::Keys, _) => pool::checkout(http, ctx).await,
+        (Route::Key(id), M::GET) => pool::get(http, ctx, id),
+        (Route::Key(id), M::PUT) => pool::release(http, ctx, id).await,
+        (Route::Key(id), _) => pool::delete(http, ctx, id).await,
+        (Route::Keepalive(id), _) => pool::keepalive(http, ctx, id).await,
+
+        (Route::Register, _) => accounts::register(http, ctx).await,
+        (Route::Login, _) => accounts::login(http, ctx).await,
+        (Route::Logout, _) => accounts::logout(http, ctx).await,
+
+        (Route::ApiKeyCreate, _) => keys::seed000_create(http, ctx).await,
+        (Route::ApiKeyDelete, _) => keys::seed000_delete(http, ctx).await,
+        (Route::GenerateKey, _) => keys::generate(http, ctx).await,
+        (Route::ListKeys, _) => keys::list(http, ctx),
+        (Route::RevokeKey, _) => keys::revoke(http, ctx).await,
+        (Route::UserKey, _) => keys::seed003_create(http, ctx).await,
+        (Route::UserKeyOf(who), M::GET) => keys::seed003_status(http, ctx, who, "keyPreference"),
+        (Route::UserKeyOf(who), _) => keys::seed003_revoke(http, ctx, who).await,
+        (Route::UserUsageOf(who), _) => keys::seed003_status(http, ctx, who, "usage"),
+
+        (Route::UserPin, _) => purchase::set_pin(http, ctx).await,
+        (Route::VideoInfo, _) => purchase::info(http, ctx),
+        (Route::VideoPurchase, _) => purchase::purchase(http, ctx).await,
+        (Route::PurchaseStatus(id), _) => purchase::status(http, id),
+        (Route::VideoStream(id), _) => purchase::stream(http, ctx, id).await,
+    }
+}
+
+/// A path parameter, percent-decoded.
+pub fn param(raw: &str) -> String {
+    super::request::percent_decode(raw)
+}

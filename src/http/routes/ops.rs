@@ -1,0 +1,62 @@
+//! Operations: `/healthz`, `/metrics` (Prometheus text), `/stats`.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::super::auth::Need;
+use super::super::metrics::gauge;
+use super::super::response::{bytes_response, json, Reply};
+use super::super::{Ctx, Http};
+
+/// `GET /healthz`: the process answers; says whether the log is writable.
+pub fn healthz(http: &Http) -> Reply {
+    match http.app.log.check_writable() {
+        Ok(()) => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
+        Err(e) => Ok(json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "degraded", "error": format!("The write-ahead log cannot write: {e}.")}),
+        )),
+    }
+}
+
+/// `GET /stats`: the caller's pool.
+pub fn stats(http: &Http, ctx: &Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Pool)?;
+    Ok(json(StatusCode::OK, &http.app.pools.stats(caller.account)))
+}
+
+/// `GET /metrics`.
+pub fn metrics(http: &Http) -> Reply {
+    let mut out = String::with_capacity(4096);
+    http.metrics.render(&mut out);
+    let t = http.app.pools.totals();
+    gauge(&mut out, "keypool_pool_keys", "Keys in all pools.", t.total);
+    gauge(&mut out, "keypool_pool_keys_available", "Keys free for checkout in all pools.", t.available);
+    gauge(&mut out, "keypool_pool_keys_blocked", "Keys checked out in all pools.", t.blocked);
+    let m = http.app.log.metrics();
+    gauge(&mut out, "keypool_wal_fsyncs_total", "fdatasync calls on the write-ahead log.", m.fsyncs);
+    gauge(&mut out, "keypool_wal_bytes_total", "Bytes written to the write-ahead log.", m.bytes);
+    gauge(&mut out, "keypool_wal_records_total", "Records appended to the write-ahead log.", m.records);
+    gauge(
+        &mut out,
+        "keypool_wal_writable",
+        "1 while the write-ahead log accepts writes.",
+        u8::from(http.app.log.check_writable().is_ok()),
+    );
+    let age = m
+        .last_snapshot_at
+        .map(|at| (http.app.now().saturating_sub(at)) as f64 / 1000.0)
+        .unwrap_or(-1.0);
+    gauge(
+        &mut out,
+        "keypool_snapshot_age_seconds",
+        "Seconds since the last snapshot was written (-1: none yet in this run).",
+        age,
+    );
+    Ok(bytes_response(
+        StatusCode::OK,
+        "text/plain; version=0.0.4",
+        Bytes::from(out),
+    ))
+}

@@ -1,0 +1,17 @@
+//! One integration-test binary: every test starts the real `keypool` binary on
+//! port 0 (see `support.rs`) and talks HTTP to it.
+//!
+//! - `pool`: the key-pool routes, expiry on time, exclusivity under concurrency.
+//! - `errors`: bad input of every kind gets its status and a JSON error.
+//! - `accounts`: register, login, sessions, API keys, authorization, limits.
+//! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
+//! - `purchase`: the PIN, the purchase state machine, the gated stream.
+//! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
+
+mod accounts;
+mod browser;
+mod durability;
+mod errors;
+mod pool;
+mod purchase;
+mod support;
