@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The bytes of the built-in sample video (4 s, 320x180 H.264 baseline + AAC,
+/// The bytes of the built-in sample video (4 s, 640x360 H.264 baseline + AAC,
 /// `+faststart`; see the README for the ffmpeg command that made it).
 pub static SAMPLE_MP4: &[u8] = include_bytes!("../../assets/video/sample.mp4");
 

@@ -102,7 +102,7 @@ pub enum StartOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PinCheckError {
     /// The account has set no PIN (400).
-    #[error("Set a purchase PIN first.")]
+    #[error("No PIN set. Set a purchase PIN first.")]
     NoPin,
     /// The PIN given is not 4 to 8 digits (400); not counted as a failure.
     #[error("pin must be 4 to 8 digits.")]
