@@ -1,0 +1,601 @@
+//! One shard of the key pool: the keys whose id hashes to it, with their free
+//! lists, counts, block records and deadline queues, all behind the one
+//! `parking_lot::Mutex` that [`super::Pools`] keeps for the shard.
+//!
+//! Layout, chosen for the memory target (≤ 150 bytes per key at 1,000,000 keys):
+//! keys live in a slab (`slots`, a `Vec`) and everything else refers to them by
+//! their `u32` slot number, so the id index costs 20 bytes a bucket, a free-list
+//! entry 4 bytes and a deadline-queue entry 16 bytes. A slot records the
+//! owner, the two timestamps and `pos`, which says at once whether the key is
+//! free (its index in the owner's free list), blocked, or whether the slot is
+//! vacant. Block details live only in `blocked`, so free keys don't pay for them.
+//!
+//! The two deadline queues use lazy deletion: a keepalive, release or delete
+//! leaves the old heap entry behind, and an entry counts only while it still
+//! matches the key's current deadline. When stale entries outnumber live ones
+//! the queue is rebuilt from its live entries, so the queues stay O(keys) and
+//! every operation stays O(log n) amortised.
+//!
+//! Every change goes through [`Shard::apply`], the function replay uses too.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use rand::Rng;
+use uuid::Uuid;
+
+use super::{BlockInfo, KeyImage, PoolEvent, Reaped, Stats};
+use crate::clock::Millis;
+use crate::ids::AccountId;
+
+/// [`Slot::pos`] of a key that is checked out (its block is in `blocked`).
+const BLOCKED: u32 = u32::MAX;
+/// [`Slot::pos`] of a slab slot that holds no key (it is in `vacant`).
+const VACANT: u32 = u32::MAX - 1;
+/// Stale heap entries tolerated beyond the live ones before a rebuild, so that
+/// tiny shards don't rebuild on every push.
+const COMPACT_SLACK: usize = 64;
+
+/// One key (or a vacant slot). 48 bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    pub(super) key_id: Uuid,
+    pub(super) owner: AccountId,
+    pub(super) created_at: Millis,
+    pub(super) expires_at: Millis,
+    /// Index of this slot in its owner's free list when the key is free;
+    /// [`BLOCKED`] when it is checked out; [`VACANT`] when the slot is empty.
+    pos: u32,
+}
+
+/// How many keys one owner has in this shard.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    total: u64,
+    blocked: u64,
+}
+
+impl Counts {
+    fn stats(self) -> Stats {
+        Stats {
+            total: self.total,
+            available: self.total - self.blocked,
+            blocked: self.blocked,
+        }
+    }
+}
+
+/// The keys of one shard. Not locked itself: [`super::Pools`] wraps it in a mutex.
+#[derive(Debug, Default)]
+pub(super) struct Shard {
+    /// key_id → slot, for every live key.
+    index: HashMap<Uuid, u32>,
+    /// The slab of keys; vacant slots are reused before the slab grows.
+    slots: Vec<Slot>,
+    /// Vacant slots of `slots`.
+    vacant: Vec<u32>,
+    /// Per owner, the slots of its free (unblocked) keys in any order, so that
+    /// checkout picks a uniformly random one in O(1) and removes it by
+    /// `swap_remove` (the moved slot's `pos` is updated).
+    free: HashMap<AccountId, Vec<u32>>,
+    /// Per owner with at least one key here, its counts.
+    counts: HashMap<AccountId, Counts>,
+    /// The sums of `counts` over all owners, for `/metrics` in O(1).
+    totals: Counts,
+    /// slot → block, for every checked-out key.
+    blocked: HashMap<u32, BlockInfo>,
+    /// (expires_at, slot) for every live key, plus stale entries (lazy deletion).
+    expiry: BinaryHeap<Reverse<(Millis, u32)>>,
+    /// (blocked_until, slot) for every blocked key, plus stale entries.
+    releases: BinaryHeap<Reverse<(Millis, u32)>>,
+}
+
+impl Shard {
+    /// The slot of `key_id` if the key exists and belongs to `owner`: another
+    /// owner's key is indistinguishable from a missing one.
+    pub(super) fn find(&self, owner: AccountId, key_id: Uuid) -> Option<u32> {
+        let slot = *self.index.get(&key_id)?;
+        (self.slots[slot as usize].owner == owner).then_some(slot)
+    }
+
+    /// The key in a live slot.
+    pub(super) fn slot(&self, slot: u32) -> &Slot {
+        &self.slots[slot as usize]
+    }
+
+    /// The block of a live slot, if the key is checked out.
+    pub(super) fn block(&self, slot: u32) -> Option<BlockInfo> {
+        self.blocked.get(&slot).copied()
+    }
+
+    /// Whether `owner` has any key in this shard.
+    pub(super) fn has_keys_of(&self, owner: AccountId) -> bool {
+        self.counts.contains_key(&owner)
+    }
+
+    /// A uniformly random free key of `owner`, if it has one here.
+    pub(super) fn random_free(&self, owner: AccountId, rng: &mut impl Rng) -> Option<u32> {
+        let list = self.free.get(&owner)?;
+        if list.is_empty() {
+            return None;
+        }
+        Some(list[rng.gen_range(0..list.len())])
+    }
+
+    /// `owner`'s counts in this shard.
+    pub(super) fn stats(&self, owner: AccountId) -> Stats {
+        self.counts.get(&owner).copied().unwrap_or_default().stats()
+    }
+
+    /// The counts over all owners in this shard.
+    pub(super) fn totals(&self) -> Stats {
+        self.totals.stats()
+    }
+
+    /// Applies `ev` to memory and hands it to `emit`. The caller holds the
+    /// shard lock, so the log order matches the apply order for every key.
+    pub(super) fn commit(&mut self, ev: PoolEvent, emit: &mut dyn FnMut(&PoolEvent)) {
+        self.apply(&ev);
+        emit(&ev);
+    }
+
+    /// Brings one key up to date at `now`: deletes it if it has expired (and
+    /// answers `None`), releases its block if that has run out.
+    pub(super) fn settle(
+        &mut self,
+        slot: u32,
+        now: Millis,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> Option<u32> {
+        let Slot {
+            key_id,
+            owner,
+            expires_at,
+            ..
+        } = self.slots[slot as usize];
+        if expires_at <= now {
+            self.commit(PoolEvent::Deleted { owner, key_id }, emit);
+            return None;
+        }
+        if self
+            .blocked
+            .get(&slot)
+            .is_some_and(|b| b.blocked_until <= now)
+        {
+            self.commit(PoolEvent::Released { owner, key_id }, emit);
+        }
+        Some(slot)
+    }
+
+    /// Deletes every key with `expires_at <= now` and releases every block
+    /// with `blocked_until <= now`. Amortised O(log n) per deadline handled.
+    pub(super) fn reap_due(&mut self, now: Millis, emit: &mut dyn FnMut(&PoolEvent)) -> Reaped {
+        let mut reaped = Reaped::default();
+        while let Some(&Reverse((due, slot))) = self.expiry.peek() {
+            if due > now {
+                break;
+            }
+            self.expiry.pop();
+            if self.expiry_is_live(due, slot) {
+                let Slot { key_id, owner, .. } = self.slots[slot as usize];
+                self.commit(PoolEvent::Deleted { owner, key_id }, emit);
+                reaped.expired += 1;
+            }
+        }
+        while let Some(&Reverse((due, slot))) = self.releases.peek() {
+            if due > now {
+                break;
+            }
+            self.releases.pop();
+            if self.release_is_live(due, slot) {
+                let Slot { key_id, owner, .. } = self.slots[slot as usize];
+                self.commit(PoolEvent::Released { owner, key_id }, emit);
+                reaped.released += 1;
+            }
+        }
+        reaped
+    }
+
+    /// The earliest live deadline (expiry or release) in this shard. Drops the
+    /// stale entries it finds on top of the queues.
+    pub(super) fn next_deadline(&mut self) -> Option<Millis> {
+        while let Some(&Reverse((due, slot))) = self.expiry.peek() {
+            if self.expiry_is_live(due, slot) {
+                break;
+            }
+            self.expiry.pop();
+        }
+        while let Some(&Reverse((due, slot))) = self.releases.peek() {
+            if self.release_is_live(due, slot) {
+                break;
+            }
+            self.releases.pop();
+        }
+        let expiry = self.expiry.peek().map(|r| r.0 .0);
+        let release = self.releases.peek().map(|r| r.0 .0);
+        match (expiry, release) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Appends every key of this shard, with its block, to `out`.
+    pub(super) fn image_into(&self, out: &mut Vec<KeyImage>) {
+        out.reserve(self.index.len());
+        for (slot, s) in self.slots.iter().enumerate() {
+            if s.pos == VACANT {
+                continue;
+            }
+            out.push(KeyImage {
+                key_id: s.key_id,
+                owner: s.owner,
+                created_at: s.created_at,
+                expires_at: s.expires_at,
+                blocked: self.blocked.get(&(slot as u32)).copied(),
+            });
+        }
+    }
+
+    /// Applies one event. Replay calls this directly; live operations call it
+    /// through [`Shard::commit`]. It never reads the clock, and every event sets
+    /// state rather than adjusting it, so re-applying events is harmless.
+    pub(super) fn apply(&mut self, ev: &PoolEvent) {
+        match *ev {
+            PoolEvent::Created {
+                owner,
+                key_id,
+                created_at,
+                expires_at,
+            } => match self.index.get(&key_id).copied() {
+                // Re-applied: reset it in place to fresh and unblocked.
+                Some(slot) if self.slots[slot as usize].owner == owner => {
+                    self.clear_block(slot);
+                    self.slots[slot as usize].created_at = created_at;
+                    self.set_expiry(slot, expires_at);
+                }
+                other => {
+                    if let Some(slot) = other {
+                        self.remove(slot);
+                    }
+                    self.insert(owner, key_id, created_at, expires_at);
+                }
+            },
+            PoolEvent::CheckedOut {
+                owner,
+                key_id,
+                lease_id,
+                blocked_at,
+                blocked_until,
+            } => {
+                if let Some(slot) = self.find(owner, key_id) {
+                    let block = BlockInfo {
+                        lease_id,
+                        blocked_at,
+                        blocked_until,
+                    };
+                    self.set_block(slot, block);
+                }
+            }
+            PoolEvent::Released { owner, key_id } => {
+                if let Some(slot) = self.find(owner, key_id) {
+                    self.clear_block(slot);
+                }
+            }
+            PoolEvent::KeptAlive {
+                owner,
+                key_id,
+                expires_at,
+            } => {
+                if let Some(slot) = self.find(owner, key_id) {
+                    self.set_expiry(slot, expires_at);
+                }
+            }
+            PoolEvent::Deleted { owner, key_id } => {
+                if let Some(slot) = self.find(owner, key_id) {
+                    self.remove(slot);
+                }
+            }
+        }
+    }
+
+    fn expiry_is_live(&self, due: Millis, slot: u32) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| s.pos != VACANT && s.expires_at == due)
+    }
+
+    fn release_is_live(&self, due: Millis, slot: u32) -> bool {
+        self.blocked
+            .get(&slot)
+            .is_some_and(|b| b.blocked_until == due)
+    }
+
+    fn insert(&mut self, owner: AccountId, key_id: Uuid, created_at: Millis, expires_at: Millis) {
+        let fresh = Slot {
+            key_id,
+            owner,
+            created_at,
+            expires_at,
+            pos: VACANT,
+        };
+        let slot = match self.vacant.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = fresh;
+                slot
+            }
+            None => {
+                let slot = u32::try_from(self.slots.len())
+                    .ok()
+                    .filter(|&s| s < VACANT)
+                    .expect("a shard holds fewer than 2^32 - 2 keys: memory runs out long before");
+                self.slots.push(fresh);
+                slot
+            }
+        };
+        self.index.insert(key_id, slot);
+        self.link_free(slot);
+        self.counts.entry(owner).or_default().total += 1;
+        self.totals.total += 1;
+        self.push_expiry(expires_at, slot);
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let Slot {
+            key_id, owner, pos, ..
+        } = self.slots[slot as usize];
+        if pos == BLOCKED {
+            self.blocked.remove(&slot);
+            self.count_blocked(owner, false);
+        } else {
+            self.unlink_free(slot);
+        }
+        self.index.remove(&key_id);
+        self.slots[slot as usize].pos = VACANT;
+        self.vacant.push(slot);
+        self.totals.total -= 1;
+        if let Some(c) = self.counts.get_mut(&owner) {
+            c.total -= 1;
+            if c.total == 0 {
+                // Forget owners with no keys here, so departed owners cost nothing.
+                self.counts.remove(&owner);
+                self.free.remove(&owner);
+            }
+        }
+    }
+
+    fn set_block(&mut self, slot: u32, block: BlockInfo) {
+        if self.slots[slot as usize].pos != BLOCKED {
+            self.unlink_free(slot);
+            self.slots[slot as usize].pos = BLOCKED;
+            let owner = self.slots[slot as usize].owner;
+            self.count_blocked(owner, true);
+        }
+        let previous = self.blocked.insert(slot, block);
+        if previous.map(|b| b.blocked_until) != Some(block.blocked_until) {
+            self.push_release(block.blocked_until, slot);
+        }
+    }
+
+    fn clear_block(&mut self, slot: u32) {
+        if self.slots[slot as usize].pos != BLOCKED {
+            return;
+        }
+        self.blocked.remove(&slot);
+        self.link_free(slot);
+        let owner = self.slots[slot as usize].owner;
+        self.count_blocked(owner, false);
+    }
+
+    fn set_expiry(&mut self, slot: u32, expires_at: Millis) {
+        if self.slots[slot as usize].expires_at == expires_at {
+            // The queue already holds this deadline for this slot.
+            return;
+        }
+        self.slots[slot as usize].expires_at = expires_at;
+        self.push_expiry(expires_at, slot);
+    }
+
+    fn count_blocked(&mut self, owner: AccountId, blocked: bool) {
+        let c = self.counts.entry(owner).or_default();
+        if blocked {
+            c.blocked += 1;
+            self.totals.blocked += 1;
+        } else {
+            c.blocked -= 1;
+            self.totals.blocked -= 1;
+        }
+    }
+
+    /// Puts a slot at the end of its owner's free list.
+    fn link_free(&mut self, slot: u32) {
+        let owner = self.slots[slot as usize].owner;
+        let list = self.free.entry(owner).or_default();
+        // The list is no longer than the slab, which stays below VACANT.
+        self.slots[slot as usize].pos = list.len() as u32;
+        list.push(slot);
+    }
+
+    /// Takes a free slot out of its owner's free list in O(1). The caller sets
+    /// the slot's new `pos`.
+    fn unlink_free(&mut self, slot: u32) {
+        let Slot { owner, pos, .. } = self.slots[slot as usize];
+        let Some(list) = self.free.get_mut(&owner) else {
+            return;
+        };
+        let pos = pos as usize;
+        if pos >= list.len() || list[pos] != slot {
+            debug_assert!(false, "free list out of step with slot {slot}");
+            return;
+        }
+        list.swap_remove(pos);
+        if let Some(&moved) = list.get(pos) {
+            self.slots[moved as usize].pos = pos as u32;
+        }
+    }
+
+    fn push_expiry(&mut self, due: Millis, slot: u32) {
+        self.expiry.push(Reverse((due, slot)));
+        if self.expiry.len() > 2 * self.index.len() + COMPACT_SLACK {
+            let mut entries = std::mem::take(&mut self.expiry).into_vec();
+            entries.retain(|&Reverse((due, slot))| self.expiry_is_live(due, slot));
+            entries.sort_unstable();
+            entries.dedup();
+            self.expiry = BinaryHeap::from(entries);
+        }
+    }
+
+    fn push_release(&mut self, due: Millis, slot: u32) {
+        self.releases.push(Reverse((due, slot)));
+        if self.releases.len() > 2 * self.blocked.len() + COMPACT_SLACK {
+            let mut entries = std::mem::take(&mut self.releases).into_vec();
+            entries.retain(|&Reverse((due, slot))| self.release_is_live(due, slot));
+            entries.sort_unstable();
+            entries.dedup();
+            self.releases = BinaryHeap::from(entries);
+        }
+    }
+
+    /// Checks every internal invariant; for tests.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) {
+        let mut live = 0;
+        let mut totals = Counts::default();
+        let mut counts: HashMap<AccountId, Counts> = HashMap::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let slot = i as u32;
+            if s.pos == VACANT {
+                assert!(self.vacant.contains(&slot));
+                continue;
+            }
+            live += 1;
+            assert_eq!(self.index.get(&s.key_id), Some(&slot));
+            let c = counts.entry(s.owner).or_default();
+            c.total += 1;
+            totals.total += 1;
+            if s.pos == BLOCKED {
+                let b = self.blocked.get(&slot).expect("blocked slot has a block");
+                assert!(self.releases.iter().any(|r| r.0 == (b.blocked_until, slot)));
+                c.blocked += 1;
+                totals.blocked += 1;
+            } else {
+                assert_eq!(self.free[&s.owner][s.pos as usize], slot);
+                assert!(!self.blocked.contains_key(&slot));
+            }
+            assert!(self.expiry.iter().any(|r| r.0 == (s.expires_at, slot)));
+        }
+        assert_eq!(self.index.len(), live);
+        assert_eq!(self.blocked.len() as u64, totals.blocked);
+        assert_eq!(self.totals.total, totals.total);
+        assert_eq!(self.totals.blocked, totals.blocked);
+        assert_eq!(self.counts.len(), counts.len());
+        for (owner, c) in counts {
+            assert_eq!(self.counts[&owner].total, c.total);
+            assert_eq!(self.counts[&owner].blocked, c.blocked);
+            assert_eq!(self.free[&owner].len() as u64, c.total - c.blocked);
+        }
+        assert!(self.expiry.len() <= 2 * live + COMPACT_SLACK);
+        assert!(self.releases.len() <= 2 * self.blocked.len() + COMPACT_SLACK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: AccountId = AccountId(1);
+
+    fn created(key_id: Uuid, expires_at: Millis) -> PoolEvent {
+        PoolEvent::Created {
+            owner: A,
+            key_id,
+            created_at: 0,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn keepalives_do_not_grow_the_expiry_queue_without_bound() {
+        let mut s = Shard::default();
+        let k = Uuid::new_v4();
+        s.apply(&created(k, 10));
+        for t in 11..10_000 {
+            s.apply(&PoolEvent::KeptAlive {
+                owner: A,
+                key_id: k,
+                expires_at: t,
+            });
+            s.check_invariants();
+        }
+        assert!(s.expiry.len() <= 2 + COMPACT_SLACK);
+    }
+
+    #[test]
+    fn checkout_release_cycles_do_not_grow_the_release_queue() {
+        let mut s = Shard::default();
+        let k = Uuid::new_v4();
+        s.apply(&created(k, u64::MAX));
+        for t in 0..10_000 {
+            s.apply(&PoolEvent::CheckedOut {
+                owner: A,
+                key_id: k,
+                lease_id: Uuid::new_v4(),
+                blocked_at: t,
+                blocked_until: t + 60_000,
+            });
+            s.apply(&PoolEvent::Released {
+                owner: A,
+                key_id: k,
+            });
+        }
+        s.check_invariants();
+        assert!(s.releases.len() <= COMPACT_SLACK + 1);
+    }
+
+    #[test]
+    fn vacant_slots_are_reused_and_stale_entries_ignored() {
+        let mut s = Shard::default();
+        let (k1, k2) = (Uuid::new_v4(), Uuid::new_v4());
+        s.apply(&created(k1, 100));
+        s.apply(&PoolEvent::Deleted {
+            owner: A,
+            key_id: k1,
+        });
+        s.apply(&created(k2, 200));
+        assert_eq!(s.slots.len(), 1, "the slot of k1 was reused");
+        s.check_invariants();
+        let mut events = Vec::new();
+        // The stale (100, 0) entry of k1 must not delete k2, which now sits in slot 0.
+        let r = s.reap_due(150, &mut |e| events.push(e.clone()));
+        assert_eq!(r, Reaped::default());
+        assert!(events.is_empty());
+        assert_eq!(s.next_deadline(), Some(200));
+    }
+
+    #[test]
+    fn swap_remove_keeps_free_positions_right() {
+        let mut s = Shard::default();
+        let keys: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
+        for &k in &keys {
+            s.apply(&created(k, 1_000));
+        }
+        for (i, &k) in keys.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            s.apply(&PoolEvent::CheckedOut {
+                owner: A,
+                key_id: k,
+                lease_id: Uuid::new_v4(),
+                blocked_at: 0,
+                blocked_until: 10 + i as u64,
+            });
+            s.check_invariants();
+        }
+        for &k in keys.iter().step_by(7) {
+            s.apply(&PoolEvent::Deleted {
+                owner: A,
+                key_id: k,
+            });
+            s.check_invariants();
+        }
+        s.reap_due(30, &mut |_| {});
+        s.check_invariants();
+    }
+}

@@ -1,0 +1,632 @@
+//! Unit tests of [`Pools`]: deadlines, leases, ownership, randomness, stats,
+//! the reaper, snapshots and replay. Time is passed explicitly; nothing sleeps.
+//! A property test against a plain `BTreeMap` model is in `model_tests.rs`.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use super::*;
+
+const A: AccountId = AccountId(1);
+const B: AccountId = AccountId(2);
+const T0: Millis = 1_795_357_800_000;
+const KEY_TTL: Millis = 300_000;
+const BLOCK_TTL: Millis = 60_000;
+
+fn cfg() -> PoolConfig {
+    PoolConfig {
+        key_ttl: KEY_TTL,
+        block_ttl: BLOCK_TTL,
+        shards: 8,
+    }
+}
+
+/// Records every emitted event.
+#[derive(Default)]
+struct Log(Vec<PoolEvent>);
+
+impl Log {
+    fn emit(&mut self) -> impl FnMut(&PoolEvent) + '_ {
+        |e| self.0.push(e.clone())
+    }
+    fn take(&mut self) -> Vec<PoolEvent> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+fn none() -> impl FnMut(&PoolEvent) {
+    |e| panic!("unexpected event {e:?}")
+}
+
+/// The whole state in a canonical order, plus the counts.
+fn state(p: &Pools) -> (Vec<KeyImage>, Stats, Stats, Stats) {
+    let mut keys = p.image().keys;
+    keys.sort_by_key(|k| k.key_id);
+    for shard in p.shards.iter() {
+        shard.lock().check_invariants();
+    }
+    (keys, p.stats(A), p.stats(B), p.totals())
+}
+
+#[test]
+fn create_then_get_and_stats() {
+    let p = Pools::new(cfg());
+    let mut log = Log::default();
+    let c = p.create(A, T0, &mut log.emit());
+    assert_eq!(c.expires_at, T0 + KEY_TTL);
+    assert_eq!(
+        log.take(),
+        vec![PoolEvent::Created {
+            owner: A,
+            key_id: c.key_id,
+            created_at: T0,
+            expires_at: T0 + KEY_TTL
+        }]
+    );
+    let info = p.get(A, c.key_id, T0 + 1).unwrap();
+    assert_eq!(
+        info,
+        KeyInfo {
+            key_id: c.key_id,
+            created_at: T0,
+            expires_at: T0 + KEY_TTL,
+            blocked: None
+        }
+    );
+    assert_eq!(c.key_id.get_version_num(), 4);
+    let s = Stats {
+        total: 1,
+        available: 1,
+        blocked: 0,
+    };
+    assert_eq!(
+        (p.stats(A), p.stats(B), p.totals()),
+        (s, Stats::default(), s)
+    );
+}
+
+#[test]
+fn a_key_expires_at_exactly_its_deadline() {
+    let p = Pools::new(cfg());
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    let deadline = T0 + KEY_TTL;
+    assert!(p.get(A, k, deadline - 1).is_ok());
+    assert_eq!(p.get(A, k, deadline), Err(PoolError::NotFound));
+    assert_eq!(p.next_deadline(), Some(deadline));
+    // A changing operation at the deadline records the deletion and answers 404.
+    let mut log = Log::default();
+    assert_eq!(
+        p.keepalive(A, k, deadline, &mut log.emit()),
+        Err(PoolError::NotFound)
+    );
+    assert_eq!(
+        log.take(),
+        vec![PoolEvent::Deleted {
+            owner: A,
+            key_id: k
+        }]
+    );
+    assert_eq!(p.totals(), Stats::default());
+    assert_eq!(p.next_deadline(), None);
+}
+
+#[test]
+fn an_expired_key_is_not_found_for_every_operation() {
+    let p = Pools::new(cfg());
+    let late = T0 + KEY_TTL;
+    type Op<'a> = &'a dyn Fn(&Pools, Uuid) -> Result<(), PoolError>;
+    let ops: [Op; 4] = [
+        &|p, k| p.release(A, k, None, late, &mut |_| {}),
+        &|p, k| p.delete(A, k, None, late, &mut |_| {}),
+        &|p, k| p.keepalive(A, k, late, &mut |_| {}).map(|_| ()),
+        &|p, k| p.get(A, k, late).map(|_| ()),
+    ];
+    for op in ops {
+        let k = p.create(A, T0, &mut |_| {}).key_id;
+        p.checkout(A, T0, &mut |_| {}).unwrap();
+        assert_eq!(op(&p, k), Err(PoolError::NotFound));
+    }
+    // And checkout never hands out an expired key, even with no reaper.
+    assert_eq!(
+        p.checkout(A, late, &mut |_| {}),
+        Err(PoolError::NoAvailableKeys)
+    );
+}
+
+#[test]
+fn a_block_is_released_when_it_times_out() {
+    let p = Pools::new(cfg());
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    let c = p.checkout(A, T0, &mut |_| {}).unwrap();
+    assert_eq!((c.key_id, c.blocked_until), (k, T0 + BLOCK_TTL));
+    let until = c.blocked_until;
+    let info = p.get(A, k, until - 1).unwrap();
+    assert_eq!(
+        info.blocked,
+        Some(BlockInfo {
+            lease_id: c.lease_id,
+            blocked_at: T0,
+            blocked_until: until
+        })
+    );
+    assert_eq!(
+        p.checkout(A, until - 1, &mut none()),
+        Err(PoolError::NoAvailableKeys)
+    );
+    assert_eq!(p.get(A, k, until).unwrap().blocked, None);
+    // Without a reaper, checkout releases the lapsed block itself and hands it out.
+    let mut log = Log::default();
+    let again = p.checkout(A, until, &mut log.emit()).unwrap();
+    assert_eq!(again.key_id, k);
+    assert_ne!(again.lease_id, c.lease_id);
+    let events = log.take();
+    assert_eq!(
+        events[0],
+        PoolEvent::Released {
+            owner: A,
+            key_id: k
+        }
+    );
+    assert!(
+        matches!(events[1], PoolEvent::CheckedOut { lease_id, .. } if lease_id == again.lease_id)
+    );
+}
+
+#[test]
+fn release_without_lease_after_timeout_is_not_blocked() {
+    let p = Pools::new(cfg());
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    p.checkout(A, T0, &mut |_| {}).unwrap();
+    let mut log = Log::default();
+    let r = p.release(A, k, None, T0 + BLOCK_TTL, &mut log.emit());
+    assert_eq!(r, Err(PoolError::NotBlocked));
+    assert_eq!(
+        log.take(),
+        vec![PoolEvent::Released {
+            owner: A,
+            key_id: k
+        }]
+    );
+    assert_eq!(p.stats(A).available, 1);
+}
+
+#[test]
+fn keepalive_moves_expiry_and_a_blocked_key_stays_blocked() {
+    let p = Pools::new(cfg());
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    let c = p.checkout(A, T0, &mut |_| {}).unwrap();
+    let mut log = Log::default();
+    let t = T0 + 10_000;
+    assert_eq!(p.keepalive(A, k, t, &mut log.emit()), Ok(t + KEY_TTL));
+    assert_eq!(
+        log.take(),
+        vec![PoolEvent::KeptAlive {
+            owner: A,
+            key_id: k,
+            expires_at: t + KEY_TTL
+        }]
+    );
+    let info = p.get(A, k, t + 1).unwrap();
+    assert_eq!(info.expires_at, t + KEY_TTL);
+    assert_eq!(info.blocked.map(|b| b.lease_id), Some(c.lease_id));
+    assert_eq!(p.stats(A).blocked, 1);
+    assert!(
+        p.get(A, k, T0 + KEY_TTL).is_ok(),
+        "alive past its first deadline"
+    );
+    // The old deadline is stale now: reaping at it deletes nothing.
+    assert_eq!(p.reap(T0 + KEY_TTL, &mut log.emit()).expired, 0);
+    assert_eq!(p.get(A, k, t + KEY_TTL), Err(PoolError::NotFound));
+}
+
+#[test]
+fn a_stale_worker_cannot_release_or_delete_the_new_lease() {
+    let p = Pools::new(cfg());
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    let old = p.checkout(A, T0, &mut |_| {}).unwrap();
+    let t = T0 + BLOCK_TTL + 5;
+    let new = p.checkout(A, t, &mut |_| {}).unwrap();
+    assert_eq!(new.key_id, k);
+    let mut log = Log::default();
+    let stale = Some(old.lease_id);
+    assert_eq!(
+        p.release(A, k, stale, t + 1, &mut log.emit()),
+        Err(PoolError::LeaseMismatch)
+    );
+    assert_eq!(
+        p.delete(A, k, stale, t + 1, &mut log.emit()),
+        Err(PoolError::LeaseMismatch)
+    );
+    assert_eq!(log.take(), vec![]);
+    let info = p.get(A, k, t + 2).unwrap();
+    assert_eq!(info.blocked.map(|b| b.lease_id), Some(new.lease_id));
+    assert_eq!(
+        p.release(A, k, Some(new.lease_id), t + 2, &mut log.emit()),
+        Ok(())
+    );
+    // Once released, the old lease and the new one both mismatch.
+    assert_eq!(
+        p.release(A, k, Some(new.lease_id), t + 3, &mut none()),
+        Err(PoolError::LeaseMismatch)
+    );
+    assert_eq!(
+        p.delete(A, k, Some(new.lease_id), t + 3, &mut none()),
+        Err(PoolError::LeaseMismatch)
+    );
+}
+
+#[test]
+fn every_state_transition() {
+    type Case = (
+        &'static str,
+        bool,
+        Option<bool>,
+        Result<(), PoolError>,
+        Option<bool>,
+    );
+    // (op, start blocked?, lease: None / Some(right?), result, after: Some(blocked?) or gone)
+    let cases: [Case; 12] = [
+        (
+            "release",
+            false,
+            None,
+            Err(PoolError::NotBlocked),
+            Some(false),
+        ),
+        (
+            "release",
+            false,
+            Some(false),
+            Err(PoolError::LeaseMismatch),
+            Some(false),
+        ),
+        ("release", true, None, Ok(()), Some(false)),
+        ("release", true, Some(true), Ok(()), Some(false)),
+        (
+            "release",
+            true,
+            Some(false),
+            Err(PoolError::LeaseMismatch),
+            Some(true),
+        ),
+        ("delete", false, None, Ok(()), None),
+        (
+            "delete",
+            false,
+            Some(false),
+            Err(PoolError::LeaseMismatch),
+            Some(false),
+        ),
+        ("delete", true, None, Ok(()), None),
+        ("delete", true, Some(true), Ok(()), None),
+        (
+            "delete",
+            true,
+            Some(false),
+            Err(PoolError::LeaseMismatch),
+            Some(true),
+        ),
+        ("keepalive", false, None, Ok(()), Some(false)),
+        ("keepalive", true, None, Ok(()), Some(true)),
+    ];
+    for (i, (op, blocked, lease, want, after)) in cases.into_iter().enumerate() {
+        let p = Pools::new(cfg());
+        let k = p.create(A, T0, &mut |_| {}).key_id;
+        let mut right = Uuid::new_v4();
+        if blocked {
+            right = p.checkout(A, T0, &mut |_| {}).unwrap().lease_id;
+        }
+        let lease = lease.map(|r| if r { right } else { Uuid::new_v4() });
+        let mut log = Log::default();
+        let got = match op {
+            "release" => p.release(A, k, lease, T0 + 1, &mut log.emit()),
+            "delete" => p.delete(A, k, lease, T0 + 1, &mut log.emit()),
+            _ => p.keepalive(A, k, T0 + 1, &mut log.emit()).map(|_| ()),
+        };
+        assert_eq!(got, want, "case {i}: {op}");
+        assert_eq!(
+            log.0.len(),
+            usize::from(got.is_ok()),
+            "case {i}: one event iff it changed"
+        );
+        let now = p.get(A, k, T0 + 2).ok().map(|info| info.blocked.is_some());
+        assert_eq!(now, after, "case {i}: {op}");
+        let total = u64::from(after.is_some());
+        let blocked = u64::from(after == Some(true));
+        assert_eq!(
+            p.stats(A),
+            Stats {
+                total,
+                available: total - blocked,
+                blocked
+            },
+            "case {i}"
+        );
+    }
+}
+
+#[test]
+fn checkout_takes_each_free_key_once_then_runs_dry() {
+    let p = Pools::new(cfg());
+    let keys: HashSet<Uuid> = (0..100)
+        .map(|_| p.create(A, T0, &mut |_| {}).key_id)
+        .collect();
+    let got: HashSet<Uuid> = (0..100)
+        .map(|_| p.checkout(A, T0, &mut |_| {}).unwrap().key_id)
+        .collect();
+    assert_eq!(got, keys);
+    assert_eq!(
+        p.checkout(A, T0, &mut none()),
+        Err(PoolError::NoAvailableKeys)
+    );
+    assert_eq!(
+        p.stats(A),
+        Stats {
+            total: 100,
+            available: 0,
+            blocked: 100
+        }
+    );
+}
+
+#[test]
+fn checkout_is_random() {
+    let p = Pools::new(cfg());
+    for _ in 0..100 {
+        p.create(A, T0, &mut |_| {});
+    }
+    let mut seen = HashSet::new();
+    for _ in 0..1_000 {
+        let c = p.checkout(A, T0, &mut |_| {}).unwrap();
+        seen.insert(c.key_id);
+        p.release(A, c.key_id, Some(c.lease_id), T0, &mut |_| {})
+            .unwrap();
+    }
+    // Uniform draws would see all 100 keys with near certainty; a scan or a
+    // fixed order would see one.
+    assert!(seen.len() >= 80, "only {} distinct keys", seen.len());
+}
+
+#[test]
+fn another_owners_key_is_not_found_for_every_operation() {
+    let p = Pools::new(cfg());
+    let k1 = p.create(A, T0, &mut |_| {}).key_id;
+    let k2 = p.create(A, T0, &mut |_| {}).key_id;
+    let lease = p.checkout(A, T0, &mut |_| {}).unwrap();
+    let held = lease.key_id;
+    let free = if held == k1 { k2 } else { k1 };
+    let t = T0 + 1;
+    for k in [free, held] {
+        assert_eq!(p.get(B, k, t), Err(PoolError::NotFound));
+        for l in [None, Some(lease.lease_id)] {
+            assert_eq!(p.release(B, k, l, t, &mut none()), Err(PoolError::NotFound));
+            assert_eq!(p.delete(B, k, l, t, &mut none()), Err(PoolError::NotFound));
+        }
+        assert_eq!(p.keepalive(B, k, t, &mut none()), Err(PoolError::NotFound));
+    }
+    assert_eq!(
+        p.checkout(B, t, &mut none()),
+        Err(PoolError::NoAvailableKeys)
+    );
+    assert_eq!(p.stats(B), Stats::default());
+    assert_eq!(p.stats(A).total, 2);
+    // B's own keys don't leak to A either.
+    let b = p.create(B, t, &mut |_| {}).key_id;
+    assert_eq!(p.checkout(A, t, &mut |_| {}).map(|c| c.key_id), Ok(free));
+    assert_eq!(
+        p.checkout(A, t, &mut none()),
+        Err(PoolError::NoAvailableKeys)
+    );
+    assert_eq!(p.get(A, b, t), Err(PoolError::NotFound));
+    assert_eq!(p.checkout(B, t, &mut |_| {}).map(|c| c.key_id), Ok(b));
+    assert_eq!(
+        p.totals(),
+        Stats {
+            total: 3,
+            available: 0,
+            blocked: 3
+        }
+    );
+}
+
+#[test]
+fn reap_emits_exactly_the_lapsed_deadlines() {
+    let p = Pools::new(cfg());
+    // A's keys expire one a second from T0+KEY_TTL; B's four keys are blocked
+    // one a second from T1 and expire after all of A's.
+    let keys: Vec<Uuid> = (0..10)
+        .map(|i| p.create(A, T0 + i * 1_000, &mut |_| {}).key_id)
+        .collect();
+    let t1 = T0 + 10_000;
+    let leases: Vec<Checkout> = (0..4)
+        .map(|i| {
+            p.create(B, t1, &mut |_| {});
+            p.checkout(B, t1 + i * 1_000, &mut |_| {}).unwrap()
+        })
+        .collect();
+    assert_eq!(p.next_deadline(), Some(t1 + BLOCK_TTL));
+    let mut log = Log::default();
+    let r = p.reap(t1 + BLOCK_TTL + 1_000, &mut log.emit());
+    assert_eq!(
+        r,
+        Reaped {
+            expired: 0,
+            released: 2
+        }
+    );
+    let got: HashSet<String> = log.take().iter().map(|e| format!("{e:?}")).collect();
+    let want: HashSet<String> = leases[..2]
+        .iter()
+        .map(|c| {
+            format!(
+                "{:?}",
+                PoolEvent::Released {
+                    owner: B,
+                    key_id: c.key_id
+                }
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(p.next_deadline(), Some(t1 + BLOCK_TTL + 2_000));
+    // A's keys created at T0..T0+2000 have expired; B's other blocks are over.
+    let r = p.reap(T0 + KEY_TTL + 2_000, &mut log.emit());
+    assert_eq!(
+        r,
+        Reaped {
+            expired: 3,
+            released: 2
+        }
+    );
+    let events = log.take();
+    let deleted: HashSet<Uuid> = events
+        .iter()
+        .filter_map(|e| match e {
+            PoolEvent::Deleted { owner: A, key_id } => Some(*key_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, keys[..3].iter().copied().collect());
+    assert_eq!(events.len(), 5);
+    // Nothing is left to do at the same instant.
+    assert_eq!(p.reap(T0 + KEY_TTL + 2_000, &mut none()), Reaped::default());
+    assert_eq!(p.next_deadline(), Some(T0 + KEY_TTL + 3_000));
+    let free = |n| Stats {
+        total: n,
+        available: n,
+        blocked: 0,
+    };
+    assert_eq!((p.stats(A), p.stats(B)), (free(7), free(4)));
+}
+
+/// Builds a pool with free, blocked, kept-alive, released, deleted and
+/// expired keys of two owners, recording every event (reaps included).
+fn busy_pool() -> (Pools, Vec<PoolEvent>) {
+    let p = Pools::new(cfg());
+    let mut log = Log::default();
+    let mut t = T0;
+    for i in 0..60u64 {
+        let owner = if i % 3 == 0 { B } else { A };
+        let k = p.create(owner, t, &mut log.emit()).key_id;
+        if i % 4 == 0 {
+            let c = p.checkout(owner, t, &mut log.emit()).unwrap();
+            if i % 8 == 0 {
+                p.release(owner, c.key_id, Some(c.lease_id), t, &mut log.emit())
+                    .unwrap();
+            }
+        }
+        if i % 5 == 0 {
+            p.keepalive(owner, k, t + 7, &mut log.emit()).unwrap();
+        }
+        if i % 7 == 0 {
+            p.delete(owner, k, None, t, &mut log.emit()).unwrap();
+        }
+        t += 10_000;
+        if i % 10 == 9 {
+            p.reap(t, &mut log.emit());
+        }
+    }
+    (p, log.take())
+}
+
+#[test]
+fn image_and_restore_round_trip() {
+    let (p, _) = busy_pool();
+    let image = p.image();
+    let bytes = crate::codec::encode(&image).unwrap();
+    let decoded: PoolImage = crate::codec::decode_snapshot(&bytes).unwrap();
+    assert_eq!(decoded, image);
+    // A different shard count must not matter.
+    let q = Pools::restore(PoolConfig { shards: 3, ..cfg() }, decoded);
+    assert_eq!(state(&q), state(&p));
+    assert_eq!(q.next_deadline(), p.next_deadline());
+    for k in &image.keys {
+        assert_eq!(q.get(k.owner, k.key_id, T0), p.get(k.owner, k.key_id, T0));
+    }
+    // Both behave the same from here on: the reaper does the same things.
+    let (mut lp, mut lq) = (Log::default(), Log::default());
+    let later = T0 + 700_000;
+    assert_eq!(p.reap(later, &mut lp.emit()), q.reap(later, &mut lq.emit()));
+    let key = |e: &PoolEvent| format!("{e:?}");
+    let (mut ep, mut eq) = (lp.take(), lq.take());
+    ep.sort_by_key(key);
+    eq.sort_by_key(key);
+    assert!(!ep.is_empty());
+    assert_eq!(ep, eq);
+    assert_eq!(state(&q), state(&p));
+}
+
+#[test]
+fn replaying_the_events_reproduces_the_state() {
+    let (p, events) = busy_pool();
+    let replayed = Pools::new(cfg());
+    for e in &events {
+        let bytes = crate::codec::encode(e).unwrap();
+        replayed.apply(&crate::codec::decode_record::<PoolEvent>(&bytes).unwrap());
+    }
+    assert_eq!(state(&replayed), state(&p));
+    assert_eq!(replayed.next_deadline(), p.next_deadline());
+}
+
+#[test]
+fn reapplying_a_suffix_is_harmless() {
+    let (p, events) = busy_pool();
+    let want = state(&p);
+    for i in (0..events.len()).step_by(7) {
+        // Applying everything, then a suffix again.
+        let q = Pools::new(cfg());
+        events.iter().for_each(|e| q.apply(e));
+        events[i..].iter().for_each(|e| q.apply(e));
+        assert_eq!(state(&q), want, "suffix from {i} applied twice");
+        // A fuzzy snapshot: taken after event j, replayed from i <= j.
+        let j = (i + 13).min(events.len());
+        let r = Pools::new(cfg());
+        events[..j].iter().for_each(|e| r.apply(e));
+        let r = Pools::restore(cfg(), r.image());
+        events[i..].iter().for_each(|e| r.apply(e));
+        assert_eq!(state(&r), want, "snapshot after {j}, replay from {i}");
+    }
+}
+
+#[test]
+fn an_earlier_deadline_wakes_the_reaper() {
+    let p = Pools::new(cfg());
+    let woken = Arc::new(AtomicUsize::new(0));
+    let w = woken.clone();
+    p.set_waker(Box::new(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    }));
+    assert_eq!(p.plan_wake(), None);
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        1,
+        "first deadline wakes a reaper with no plan"
+    );
+    assert_eq!(p.plan_wake(), Some(T0 + KEY_TTL));
+    p.create(A, T0 + 1, &mut |_| {});
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        1,
+        "a later deadline does not wake"
+    );
+    p.checkout(A, T0 + 2, &mut |_| {}).unwrap();
+    assert_eq!(
+        woken.load(Ordering::SeqCst),
+        2,
+        "an earlier block deadline does"
+    );
+    let hint = p.earlier_deadline_hint().load(Ordering::SeqCst);
+    assert_eq!(hint, T0 + 2 + BLOCK_TTL);
+    p.keepalive(A, k, T0 + 3, &mut |_| {}).unwrap();
+    assert_eq!(woken.load(Ordering::SeqCst), 2);
+    assert_eq!(p.plan_wake(), Some(T0 + 2 + BLOCK_TTL));
+}
+
+#[test]
+fn zero_shards_means_one() {
+    let p = Pools::new(PoolConfig { shards: 0, ..cfg() });
+    let k = p.create(A, T0, &mut |_| {}).key_id;
+    assert_eq!(p.checkout(A, T0, &mut |_| {}).map(|c| c.key_id), Ok(k));
+}
