@@ -260,7 +260,7 @@ impl Accounts {
         };
         accounts.sort_by_key(|a| a.id);
         let mut sessions: Vec<_> = self.sessions.iter().map(|s| s.rec.clone()).collect();
-        sessions.sort_by(|a, b| a.token_hash.cmp(&b.token_hash));
+        sessions.sort_by_key(|s| s.token_hash);
         AccountsImage {
             next_id,
             accounts,

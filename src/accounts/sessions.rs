@@ -281,7 +281,7 @@ mod tests {
         for bytes in [image, events] {
             for t in [&s1.token, &s2.token] {
                 assert!(!contains(&bytes, t.as_bytes()));
-                assert!(!contains(&bytes, t[3..].as_bytes()));
+                assert!(!contains(&bytes, &t.as_bytes()[3..]));
                 assert!(!contains(&bytes, &hex::decode(&t[3..]).unwrap()));
             }
         }
