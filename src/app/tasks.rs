@@ -100,7 +100,7 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             let mut events = vec![Event::Purchase(settled)];
             if ok {
                 events.push(Event::Account(
-                    app.accounts.set_balance_event(due.account, balance - due.price),
+                    crate::accounts::Accounts::set_balance_event(due.account, balance - due.price),
                 ));
             }
             let result = app

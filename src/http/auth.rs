@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::request::{credential, Credential};
 use super::response::ApiError;
 use super::{Ctx, Http};
-use crate::accounts::SessionError;
+use crate::accounts::{is_session_token, SessionError};
 use crate::apikeys::KeyAuthError;
 use crate::ids::AccountId;
 
@@ -76,7 +76,7 @@ impl Http {
                     })
                 }
                 Err(e) => Err(refused(ApiError::unauthorized(match e {
-                    KeyAuthError::Malformed => {
+                    KeyAuthError::Malformed(_) => {
                         "The API key is malformed or mistyped (its checksum does not match); check it and try again."
                     }
                     KeyAuthError::Unknown => "Invalid API key.",
@@ -92,8 +92,14 @@ impl Http {
                 Err(SessionError::Expired) => Err(refused(ApiError::unauthorized(
                     "Session expired. Please log in again.",
                 ))),
+                // Used-up and expired sessions are purged from memory after a
+                // while; a well-formed token we don't know is most likely one
+                // of those, so it gets the same sentence.
+                Err(SessionError::Unknown) if is_session_token(token) => Err(refused(
+                    ApiError::unauthorized("Session expired. Please log in again."),
+                )),
                 Err(SessionError::Unknown) => Err(refused(ApiError::unauthorized(
-                    "Invalid session token. Please log in again.",
+                    "Invalid credential: not an API key or a session token from /login.",
                 ))),
             },
         }

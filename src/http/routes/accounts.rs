@@ -12,7 +12,7 @@ use serde_json::json;
 use super::super::auth::Need;
 use super::super::response::{json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
-use crate::accounts::{password, validate_registration, AccountError};
+use crate::accounts::{dummy_hash, hash_password, validate_registration, verify_password, AccountError};
 use crate::clock::rfc3339;
 use crate::event::EventRef;
 
@@ -58,7 +58,7 @@ pub async fn register(http: &Http, ctx: &mut Ctx) -> Reply {
         return Err(ApiError::conflict("Username already exists."));
     }
     let pw = body.password;
-    let hash = hashing(http, move || password::hash_password(&pw))
+    let hash = hashing(http, move || hash_password(&pw))
         .await?
         .map_err(|e| {
             tracing::error!(error = %e, "cannot hash a password");
@@ -89,9 +89,9 @@ pub async fn login(http: &Http, ctx: &mut Ctx) -> Reply {
     let found = app.accounts.login_lookup(&body.username);
     let phc = found
         .as_ref()
-        .map_or_else(|| password::dummy_hash().to_owned(), |(_, h)| h.clone());
+        .map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
     let pw = body.password;
-    let ok = hashing(http, move || password::verify_password(&pw, &phc)).await?;
+    let ok = hashing(http, move || verify_password(&pw, &phc)).await?;
     let account = match (ok, found) {
         (true, Some((id, _))) => id,
         _ => return Err(ApiError::unauthorized("Invalid username or password.")),

@@ -11,7 +11,7 @@ use super::super::auth::{not_yours, Caller, Need};
 use super::super::response::{json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::param;
-use crate::apikeys::{ApiKeyError, CreateKey, KeyRateLimit, KeyView};
+use crate::apikeys::{ApiKeyError, CreateKey, KeyPreference, KeyRateLimit};
 use crate::clock::rfc3339;
 use crate::event::EventRef;
 
@@ -21,24 +21,11 @@ fn key_error(e: ApiKeyError) -> ApiError {
         ApiKeyError::NameTaken => ApiError::conflict("You already have an API key with that name."),
         ApiKeyError::DailyLimit { retry_after_secs } => ApiError::rate_limited(retry_after_secs),
         ApiKeyError::NotFound => ApiError::not_found("API key not found."),
-        ApiKeyError::InvalidField { .. } => ApiError::bad_request(e.to_string()),
+        ApiKeyError::Invalid { .. } => ApiError::bad_request(e.to_string()),
+        ApiKeyError::AmbiguousPrefix => ApiError::conflict(
+            "That key_prefix matches several of your keys; revoke by key_id or the full key.",
+        ),
     }
-}
-
-/// A key as the lists show it (never the key itself).
-fn key_json(k: &KeyView) -> Value {
-    json!({
-        "key_id": k.key_id,
-        "name": k.name,
-        "key_prefix": k.key_prefix,
-        "created_at": rfc3339(k.created_at),
-        "last_used": k.last_used.map(rfc3339),
-        "usage_count": k.usage_count,
-        "usage_by_day": k.usage_by_day.iter().map(|(day, count)| json!({"day": day, "count": count})).collect::<Vec<_>>(),
-        "expires_at": k.expires_at.map(rfc3339),
-        "revoked": k.revoked,
-        "rate_limit": k.rate_limit,
-    })
 }
 
 async fn create(http: &Http, caller: Caller, req: CreateKey) -> Result<crate::apikeys::NewKey, ApiError> {
@@ -142,7 +129,7 @@ pub fn list(http: &Http, ctx: &mut Ctx) -> Reply {
         StatusCode::OK,
         &json!({
             "keys": keys.iter().map(|k| k.key_prefix.as_str()).collect::<Vec<_>>(),
-            "items": keys.iter().map(key_json).collect::<Vec<_>>(),
+            "items": &keys,
         }),
     ))
 }
@@ -181,26 +168,8 @@ fn own_account(http: &Http, caller: Caller, who: &str) -> Result<(), ApiError> {
 /// The seed 003 view of the account's primary key.
 fn preference(http: &Http, caller: Caller) -> Value {
     let balance = http.app.accounts.balance(caller.account).unwrap_or(0);
-    match http.app.apikeys.primary(caller.account) {
-        Some(k) => json!({
-            "hasKey": true,
-            "generatedAt": rfc3339(k.created_at),
-            "lastUsed": k.last_used.map(rfc3339),
-            "usageCount": k.usage_count,
-            "keyName": k.name,
-            "keyPrefix": k.key_prefix,
-            "balance": balance,
-        }),
-        None => json!({
-            "hasKey": false,
-            "generatedAt": null,
-            "lastUsed": null,
-            "usageCount": 0,
-            "keyName": null,
-            "keyPrefix": null,
-            "balance": balance,
-        }),
-    }
+    let primary = http.app.apikeys.primary(caller.account, http.app.now());
+    serde_json::to_value(KeyPreference::new(primary.as_ref(), balance)).unwrap_or(Value::Null)
 }
 
 /// `GET /api/user/key/{email}` and `GET /api/user/usage/{email}` (seed 003).

@@ -19,7 +19,7 @@ use super::accounts::hashing;
 use super::param;
 use crate::event::EventRef;
 use crate::purchase::{
-    parse_range, pin, PinCheckError, Purchase, PurchaseError, PurchaseStatus, StartOutcome, Video, VideoSource,
+    hash_pin, parse_range, validate_pin, verify_pin, PinCheckError, Purchase, PurchaseError, PurchaseStatus, StartOutcome, Video, VideoSource,
 };
 
 /// How long a stream URL stays valid: long enough to watch and seek through a
@@ -116,9 +116,9 @@ struct SetPin {
 pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Session)?;
     let body: SetPin = ctx.json().await?;
-    pin::validate_pin(&body.pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
+    validate_pin(&body.pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
     let p = body.pin;
-    let hash = hashing(http, move || pin::hash_pin(&p))
+    let hash = hashing(http, move || hash_pin(&p))
         .await?
         .map_err(|_| pin_error(PinCheckError::Invalid))?;
     let app = &http.app;
@@ -152,14 +152,14 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
     let pin = body
         .pin
         .ok_or_else(|| ApiError::bad_request("Field `pin` is required."))?;
-    pin::validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
+    validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
     let now = app.now();
     app.purchases.check_lock(caller.account, now).map_err(pin_error)?;
     let hash = app
         .purchases
         .pin_hash(caller.account)
         .ok_or_else(|| pin_error(PinCheckError::NoPin))?;
-    let right = hashing(http, move || pin::verify_pin(&pin, &hash)).await?;
+    let right = hashing(http, move || verify_pin(&pin, &hash)).await?;
     let now = app.now();
     if !right {
         let outcome = app
