@@ -1,1 +1,203 @@
-//! (stub, being written)
+//! Durability: the write-ahead log (with group commit), atomic snapshots, and
+//! recovery. This module alone touches the disk, and it deals only in bytes: the
+//! caller encodes events with `crate::codec` and hands them over as `&[u8]`.
+//!
+//! # Files (all in `LogOptions::dir`)
+//! - `wal-<seq>.log`: log segments (see [`mod@format`]), each opening with a header
+//!   naming its first LSN; records follow with a length and a CRC32 each. A new
+//!   segment is started past `segment_bytes` and at every snapshot.
+//! - `snap-<lsn>.bin`: a snapshot image covering every record up to `lsn`,
+//!   written to `.tmp`, fsynced, renamed and the directory fsynced.
+//! - `*.damaged-<n>` / `*.dropped-<n>`: what `--repair` kept aside.
+//!
+//! # Invariants
+//! - An LSN is assigned once, in `append`, under one short mutex; records reach
+//!   the file in LSN order and a segment's records are contiguous from its
+//!   header's LSN; consecutive segments are contiguous too (a gap is damage).
+//! - A snapshot covering `C` is written only after the log is synced through
+//!   `C`, so the log never ends before a snapshot's LSN (unless `--repair` cut it).
+//! - Retention: after snapshot `C` is written, the previous snapshot `P` is
+//!   kept, older snapshots are deleted, and only segments whose records all lie
+//!   at or below `P` are deleted. So if `C` turns out unreadable, recovery falls
+//!   back to `P` plus the log after it, which is still complete.
+//! - A write or flush failure makes the log refuse appends until a retry of the
+//!   very bytes that failed succeeds: memory never gets ahead of the log by more
+//!   than what was appended before the failure was noticed, and those records are
+//!   written by the retry.
+//! - `persist` never panics on disk contents: every damage is a warning (torn
+//!   tail, skipped snapshot) or a typed [`PersistError`].
+
+pub mod format;
+pub mod fs;
+mod log;
+mod recovery;
+pub mod testing;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use self::fs::{Fs, FsFile, RealFs};
+pub use self::log::Log;
+use crate::clock::Millis;
+pub use crate::config::FsyncMode;
+
+/// Log sequence number: 1-based, strictly increasing, never reused.
+pub type Lsn = u64;
+
+/// Default size past which a new segment is started.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// How the log is opened.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// The data directory (created if missing).
+    pub dir: PathBuf,
+    /// When a record counts as durable (see [`Log::durable`]).
+    pub fsync: FsyncMode,
+    /// Repair a damaged log instead of refusing to open it: keep a copy of the
+    /// damaged file, cut it at the damage, set later segments aside.
+    pub repair: bool,
+    /// A new segment is started once the current one is this long.
+    pub segment_bytes: u64,
+}
+
+impl LogOptions {
+    /// Options for `dir` with the given fsync mode, no repair, 64 MiB segments.
+    pub fn new(dir: impl Into<PathBuf>, fsync: FsyncMode) -> Self {
+        LogOptions {
+            dir: dir.into(),
+            fsync,
+            repair: false,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// What was on disk when the log was opened.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The newest valid snapshot image and the LSN it covers.
+    pub snapshot: Option<(Lsn, Vec<u8>)>,
+    /// Every log record after that LSN, in order (LSNs contiguous).
+    pub records: Vec<(Lsn, Vec<u8>)>,
+    /// What recovery had to do: torn tail dropped, bad snapshot skipped, repair
+    /// done. Each was also logged with `tracing::warn!`.
+    pub warnings: Vec<String>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogMetrics {
+    /// Records appended since open.
+    pub records: u64,
+    /// Bytes written to segments since open (retries included).
+    pub bytes_written: u64,
+    /// Successful fdatasync calls on segments since open.
+    pub fsyncs: u64,
+    /// Write batches (group commits) since open.
+    pub batches: u64,
+    /// The last LSN assigned.
+    pub last_lsn: Lsn,
+    /// The highest LSN durable per the fsync mode.
+    pub durable_lsn: Lsn,
+    /// Segment files currently on disk.
+    pub segments: u64,
+    /// Snapshots written since open.
+    pub snapshots: u64,
+    /// When the last snapshot was written (wall-clock ms), if any since open.
+    pub last_snapshot_at: Option<Millis>,
+    /// Size of the last snapshot image in bytes.
+    pub last_snapshot_bytes: u64,
+    /// Is the log refusing writes because of a disk fault?
+    pub failed: bool,
+}
+
+/// Why the log could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// A file operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("read", "write", "fsync", …).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// The log is damaged before its end; start-up refuses without `--repair`.
+    #[error(
+        "the write-ahead log is damaged: {} at byte offset {offset}: {reason}; \
+         start with --repair to keep a copy of the file, cut the log at the damage \
+         and drop the records after it",
+        file.display()
+    )]
+    Corrupt {
+        /// The damaged segment.
+        file: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// No consistent state can be built from the snapshots and the log.
+    #[error("cannot recover from {}: {reason}", file.display())]
+    BadSnapshot {
+        /// The snapshot (or data directory) concerned.
+        file: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A file in the data directory has a format this build does not read.
+    #[error("{}: {reason}", file.display())]
+    Unsupported {
+        /// The file.
+        file: PathBuf,
+        /// Its version or magic, and what this build reads.
+        reason: String,
+    },
+    /// The log is failing (a write or flush failed and has not yet been retried
+    /// successfully): no change may be made.
+    #[error("the write-ahead log cannot write to disk; changes are refused until it can")]
+    Unavailable,
+    /// The write or flush covering this record failed; it is not known durable.
+    #[error("the write-ahead log could not make the change durable: {reason}")]
+    WriteFailed {
+        /// The failure, as the writer logged it.
+        reason: String,
+    },
+    /// The log was closed.
+    #[error("the write-ahead log is closed")]
+    Closed,
+    /// A record is empty or larger than [`format::MAX_RECORD`].
+    #[error(
+        "a log record must be 1 to {} bytes, this one is {len}",
+        format::MAX_RECORD
+    )]
+    BadRecord {
+        /// The record's length.
+        len: usize,
+    },
+    /// `write_snapshot` was called with an LSN the log has not reached.
+    #[error("a snapshot cannot cover LSN {covers}: the last LSN assigned is {last}")]
+    SnapshotAhead {
+        /// The LSN asked for.
+        covers: Lsn,
+        /// The last LSN assigned.
+        last: Lsn,
+    },
+}
+
+impl PersistError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        PersistError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

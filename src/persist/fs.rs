@@ -1,0 +1,146 @@
+//! The one door to the disk. Every file operation `persist` performs goes
+//! through [`Fs`], so that tests can swap in [`super::testing::FaultFs`], which
+//! loses unsynced bytes on a simulated crash, tears writes and fails them with
+//! EIO or ENOSPC (the approach of tikv/raft-engine's file trait).
+//!
+//! The contract each method promises is the one the log relies on, spelled out
+//! per method: in particular `truncate` and `copy` are durable when they return,
+//! while a new or renamed directory entry is durable only after `sync_dir`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// File-system operations used by the write-ahead log and snapshots.
+pub trait Fs: Send + Sync + 'static {
+    /// Creates a directory and its parents (like `mkdir -p`).
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// The paths of the entries of `dir`, in no particular order.
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// Opens `path` for appending, creating it if it does not exist.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// The whole content of `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Creates `path` empty (truncating it if it exists) and opens it for writing.
+    fn write_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Atomically replaces `to` with `from`; durable after [`Fs::sync_dir`].
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes a file; durable after [`Fs::sync_dir`].
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes the directory's entries (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Cuts `path` to `len` bytes; durable when it returns.
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
+    /// Copies `from` to `to` (replacing `to`); the copy's content is durable when
+    /// it returns, its directory entry after [`Fs::sync_dir`].
+    fn copy(&self, from: &Path, to: &Path) -> io::Result<()>;
+}
+
+/// An open file that is written sequentially.
+pub trait FsFile: Send {
+    /// Writes all of `buf` at the end of what was written before (or fails,
+    /// possibly after writing a prefix of it).
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything written so far durable (fdatasync).
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// The real file system (`std::fs`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+impl FsFile for File {
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
+impl Fs for RealFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(dir)?
+            .map(|e| e.map(|e| e.path()))
+            .collect()
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        let f = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Box::new(f))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn write_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(File::create(path)?))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+        let f = OpenOptions::new().write(true).open(path)?;
+        f.set_len(len)?;
+        f.sync_all()
+    }
+
+    fn copy(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::copy(from, to)?;
+        OpenOptions::new().write(true).open(to)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_fs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = RealFs;
+        let sub = dir.path().join("a/b");
+        fs.create_dir_all(&sub).unwrap();
+        let p = sub.join("f");
+        let mut f = fs.open_append(&p).unwrap();
+        f.write_all(b"hello ").unwrap();
+        f.sync_data().unwrap();
+        drop(f);
+        let mut f = fs.open_append(&p).unwrap();
+        f.write_all(b"world").unwrap();
+        drop(f);
+        assert_eq!(fs.read(&p).unwrap(), b"hello world");
+        fs.truncate(&p, 5).unwrap();
+        assert_eq!(fs.read(&p).unwrap(), b"hello");
+        let q = sub.join("g");
+        fs.copy(&p, &q).unwrap();
+        let r = sub.join("h");
+        fs.rename(&q, &r).unwrap();
+        fs.sync_dir(&sub).unwrap();
+        let mut names: Vec<_> = fs.list(&sub).unwrap();
+        names.sort();
+        assert_eq!(names, vec![sub.join("f"), sub.join("h")]);
+        fs.remove(&p).unwrap();
+        assert!(fs.read(&p).is_err());
+        let mut w = fs.write_new(&r).unwrap();
+        w.write_all(b"x").unwrap();
+        drop(w);
+        assert_eq!(fs.read(&r).unwrap(), b"x");
+    }
+}

@@ -1,0 +1,353 @@
+//! Recovery: reads the data directory, picks the newest valid snapshot, checks
+//! every segment and returns the records after the snapshot, plus what the log
+//! needs to keep appending (segment list, tail, next LSN).
+//!
+//! Rules (see the module docs of `persist` for why they are safe):
+//! - Snapshots are tried newest first; a damaged one is skipped with a warning.
+//!   Falling back is allowed only if the log still reaches every LSN the skipped
+//!   snapshot covered; otherwise start-up is refused (no silent partial state).
+//! - In the last segment, damage that no valid record follows is a torn tail:
+//!   dropped with a warning naming file and offset, and the file is cut there.
+//! - Any other damage (mid-segment, in an earlier segment, a bad header, an LSN
+//!   gap between segments) is [`PersistError::Corrupt`], unless it lies wholly
+//!   inside what the snapshot covers (then it cannot matter: warning only), or
+//!   `repair` is set (copy kept, file cut, later segments set aside, warning).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::format::{self, FileKind};
+use super::{Fs, LogOptions, Lsn, PersistError, Recovered};
+
+/// A segment file the log knows about.
+#[derive(Debug, Clone)]
+pub(super) struct SegInfo {
+    pub seq: u64,
+    pub first_lsn: Lsn,
+    pub path: PathBuf,
+}
+
+/// The result of recovery: what to hand the caller and how to continue.
+pub(super) struct Opened {
+    pub recovered: Recovered,
+    /// Valid segments in order; the last one is the tail.
+    pub segments: Vec<SegInfo>,
+    /// Length in bytes of the last segment and the LSN its next record would
+    /// have, if there is a last segment.
+    pub tail: Option<(u64, Lsn)>,
+    /// The next LSN to assign.
+    pub next_lsn: Lsn,
+    /// The sequence number for the next new segment.
+    pub next_seq: u64,
+    /// The snapshot recovery used, if any (known valid).
+    pub snapshot: Option<Lsn>,
+}
+
+fn warn(warnings: &mut Vec<String>, msg: String) {
+    tracing::warn!("{msg}");
+    warnings.push(msg);
+}
+
+fn name_of(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A free `<name>.<tag>-<n>` next to `path`.
+fn aside_path(path: &Path, tag: &str, taken: &mut HashSet<String>) -> PathBuf {
+    let name = name_of(path);
+    let mut n = 1u32;
+    loop {
+        let candidate = format!("{name}.{tag}-{n}");
+        if taken.insert(candidate.clone()) {
+            return path.with_file_name(candidate);
+        }
+        n += 1;
+    }
+}
+
+pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistError> {
+    let dir = &opts.dir;
+    let mut warnings = Vec::new();
+    let entries = fs.list(dir).map_err(|e| PersistError::io("list", dir, e))?;
+    let mut taken: HashSet<String> = entries.iter().map(|p| name_of(p)).collect();
+    let mut segs: Vec<(u64, PathBuf)> = Vec::new();
+    let mut snaps: Vec<(Lsn, PathBuf)> = Vec::new();
+    for p in entries {
+        match format::classify(&p) {
+            FileKind::Segment(seq) => segs.push((seq, p)),
+            FileKind::Snapshot(lsn) => snaps.push((lsn, p)),
+            FileKind::Temporary => {
+                // Left by a crash before its rename: never part of the state.
+                fs.remove(&p)
+                    .map_err(|e| PersistError::io("remove", &p, e))?;
+            }
+            FileKind::Other => {}
+        }
+    }
+    segs.sort();
+    snaps.sort();
+    let next_seq = segs.last().map(|s| s.0 + 1).unwrap_or(1);
+
+    // Snapshots, newest first.
+    let mut snapshot: Option<(Lsn, Vec<u8>)> = None;
+    let mut skipped: Vec<(Lsn, PathBuf, String)> = Vec::new();
+    for (lsn, path) in snaps.iter().rev() {
+        let mut bytes = fs
+            .read(path)
+            .map_err(|e| PersistError::io("read", path, e))?;
+        match format::parse_snapshot(&bytes) {
+            Ok((covers, _)) if covers == *lsn => {
+                bytes.drain(..format::SNAPSHOT_HEADER);
+                snapshot = Some((covers, bytes));
+                break;
+            }
+            Ok((covers, _)) => skipped.push((
+                *lsn,
+                path.clone(),
+                format!("its header covers LSN {covers}, its name says {lsn}"),
+            )),
+            Err(why) => skipped.push((*lsn, path.clone(), why)),
+        }
+        let (_, p, why) = skipped.last().expect("just pushed");
+        warn(
+            &mut warnings,
+            format!(
+                "snapshot {} is damaged ({why}); falling back to an older snapshot and the log",
+                p.display()
+            ),
+        );
+    }
+    let base = snapshot.as_ref().map(|s| s.0).unwrap_or(0);
+
+    let mut records: Vec<(Lsn, Vec<u8>)> = Vec::new();
+    let mut infos: Vec<SegInfo> = Vec::new();
+    let mut tail_len: u64 = 0;
+    // The LSN the next record would have (after the last valid segment).
+    let mut expected: Option<Lsn> = None;
+    let mut i = 0;
+    while i < segs.len() {
+        let (seq, path) = segs[i].clone();
+        let is_last = i + 1 == segs.len();
+        let bytes = fs
+            .read(&path)
+            .map_err(|e| PersistError::io("read", &path, e))?;
+        // Where this segment is damaged, if it is: (offset, reason, records kept).
+        let mut damage: Option<(usize, String)> = None;
+        let mut first = None;
+        match format::parse_segment_header(&bytes) {
+            Ok(f) => first = Some(f),
+            Err(why) => {
+                if why.starts_with("format version") {
+                    return Err(PersistError::Unsupported {
+                        file: path,
+                        reason: why,
+                    });
+                }
+                damage = Some((0, why));
+            }
+        }
+        if let (Some(f), Some(exp)) = (first, expected) {
+            if f != exp && !(f <= base + 1 && exp <= base + 1) {
+                damage = Some((
+                    0,
+                    format!(
+                        "segment starts at LSN {f}, the log before it ends at LSN {}",
+                        exp - 1
+                    ),
+                ));
+            }
+        }
+        let scan = match (first, &damage) {
+            (Some(_), None) => Some(format::scan_records(&bytes)),
+            _ => None,
+        };
+        if let Some(s) = &scan {
+            if let Some((why, followed)) = s.damage {
+                let offset = s.valid_len;
+                if is_last && !followed {
+                    warn(
+                        &mut warnings,
+                        format!(
+                            "dropping a torn record at the end of {} at byte offset {offset} ({why}; {} bytes)",
+                            path.display(),
+                            bytes.len() - offset
+                        ),
+                    );
+                    fs.truncate(&path, offset as u64)
+                        .map_err(|e| PersistError::io("truncate", &path, e))?;
+                } else {
+                    damage = Some((offset, why.to_string()));
+                }
+            }
+        }
+
+        if let Some((offset, why)) = damage {
+            // Is the damage wholly inside what the snapshot covers? Only if the
+            // next segment starts at or before base + 1.
+            let next_first = segs
+                .get(i + 1)
+                .and_then(|(_, p)| fs.read(p).ok())
+                .and_then(|b| format::parse_segment_header(&b).ok());
+            let gap = first.is_some() && offset == 0;
+            let covered = !gap && next_first.is_some_and(|n| n <= base + 1);
+            if covered {
+                warn(
+                    &mut warnings,
+                    format!(
+                        "{} is damaged at byte offset {offset} ({why}), but the snapshot covering LSN {base} \
+                         holds everything it held; ignored",
+                        path.display()
+                    ),
+                );
+                if let (Some(f), Some(s)) = (first, &scan) {
+                    infos.push(SegInfo {
+                        seq,
+                        first_lsn: f,
+                        path: path.clone(),
+                    });
+                    expected = Some(f + s.records.len() as Lsn);
+                } else {
+                    expected = None;
+                }
+                i += 1;
+                continue;
+            }
+            if !opts.repair {
+                return Err(PersistError::Corrupt {
+                    file: path,
+                    offset: offset as u64,
+                    reason: why,
+                });
+            }
+            // Repair: keep a copy, cut at the damage, set later segments aside.
+            let copy = aside_path(&path, "damaged", &mut taken);
+            fs.copy(&path, &copy)
+                .map_err(|e| PersistError::io("copy", &path, e))?;
+            let kept = match (first, &scan) {
+                (Some(f), Some(s)) if offset > 0 => {
+                    fs.truncate(&path, offset as u64)
+                        .map_err(|e| PersistError::io("truncate", &path, e))?;
+                    Some((f, s))
+                }
+                _ => {
+                    fs.remove(&path)
+                        .map_err(|e| PersistError::io("remove", &path, e))?;
+                    None
+                }
+            };
+            let mut dropped = Vec::new();
+            for (_, later) in &segs[i + 1..] {
+                let to = aside_path(later, "dropped", &mut taken);
+                fs.rename(later, &to)
+                    .map_err(|e| PersistError::io("rename", later, e))?;
+                dropped.push(name_of(&to));
+            }
+            fs.sync_dir(dir)
+                .map_err(|e| PersistError::io("sync", dir, e))?;
+            let mut msg = format!(
+                "repaired the write-ahead log: {} was damaged at byte offset {offset} ({why}); kept a copy as {}, ",
+                path.display(),
+                name_of(&copy)
+            );
+            if kept.is_some() {
+                msg.push_str("cut the file there");
+            } else {
+                msg.push_str("removed the file");
+            }
+            if !dropped.is_empty() {
+                msg.push_str(&format!(
+                    ", and set the later segments aside as {}",
+                    dropped.join(", ")
+                ));
+            }
+            msg.push_str("; the records after the damage are lost");
+            warn(&mut warnings, msg);
+            if let Some((f, s)) = kept {
+                for (k, r) in s.records.iter().enumerate() {
+                    let lsn = f + k as Lsn;
+                    if lsn > base {
+                        records.push((lsn, bytes[r.clone()].to_vec()));
+                    }
+                }
+                infos.push(SegInfo {
+                    seq,
+                    first_lsn: f,
+                    path,
+                });
+                expected = Some(f + s.records.len() as Lsn);
+                tail_len = offset as u64;
+            }
+            break;
+        }
+
+        // Without damage the header parsed and the records were scanned.
+        let (Some(f), Some(s)) = (first, scan) else {
+            i += 1;
+            continue;
+        };
+        for (k, r) in s.records.iter().enumerate() {
+            let lsn = f + k as Lsn;
+            if lsn > base {
+                records.push((lsn, bytes[r.clone()].to_vec()));
+            }
+        }
+        infos.push(SegInfo {
+            seq,
+            first_lsn: f,
+            path,
+        });
+        expected = Some(f + s.records.len() as Lsn);
+        tail_len = s.valid_len as u64;
+        i += 1;
+    }
+
+    // Is the log complete after the snapshot?
+    let data_dir = dir.clone();
+    if let Some(start) = infos.first().map(|s| s.first_lsn) {
+        if start > base + 1 {
+            let what = match &snapshot {
+                Some((b, _)) => format!("the newest valid snapshot covers LSN {b}"),
+                None => "there is no valid snapshot".to_string(),
+            };
+            return Err(PersistError::BadSnapshot {
+                file: skipped.first().map(|s| s.1.clone()).unwrap_or(data_dir),
+                reason: format!(
+                    "the log starts at LSN {start} but {what}: records {}..{} are missing; \
+                     refusing to start with a partial state (restore the data directory from a backup)",
+                    base + 1,
+                    start - 1
+                ),
+            });
+        }
+    }
+    let log_end = expected.map(|e| e - 1).unwrap_or(0).max(base);
+    if let Some((lsn, path, why)) = skipped.iter().rev().find(|s| s.0 > log_end) {
+        return Err(PersistError::BadSnapshot {
+            file: path.clone(),
+            reason: format!(
+                "the snapshot is damaged ({why}) and the log after the previous snapshot ends at LSN {log_end}, \
+                 before the LSN {lsn} it covered; refusing to start with a partial state \
+                 (restore it from a backup, or move it aside to accept losing those changes)"
+            ),
+        });
+    }
+    let next_lsn = log_end + 1;
+    let tail = match (infos.last(), expected) {
+        (Some(_), Some(e)) => Some((tail_len, e)),
+        _ => None,
+    };
+    Ok(Opened {
+        segments: infos,
+        tail,
+        next_lsn,
+        next_seq,
+        snapshot: snapshot.as_ref().map(|s| s.0),
+        recovered: Recovered {
+            snapshot,
+            records,
+            warnings,
+        },
+    })
+}
