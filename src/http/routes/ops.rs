@@ -36,7 +36,7 @@ pub fn metrics(http: &Http) -> Reply {
     gauge(&mut out, "keypool_pool_keys_blocked", "Keys checked out in all pools.", t.blocked);
     let m = http.app.log.metrics();
     gauge(&mut out, "keypool_wal_fsyncs_total", "fdatasync calls on the write-ahead log.", m.fsyncs);
-    gauge(&mut out, "keypool_wal_bytes_total", "Bytes written to the write-ahead log.", m.bytes);
+    gauge(&mut out, "keypool_wal_bytes_total", "Bytes written to the write-ahead log.", m.bytes_written);
     gauge(&mut out, "keypool_wal_records_total", "Records appended to the write-ahead log.", m.records);
     gauge(
         &mut out,
