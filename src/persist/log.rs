@@ -306,7 +306,9 @@ impl Log {
     /// Resolves when `lsn` is durable per the fsync mode: `Always` → written
     /// and fdatasynced (one flush covers every record appended before it
     /// started); `Everysec`/`Never` → written to the file. Errors if the write
-    /// or flush covering `lsn` failed ([`PersistError::WriteFailed`]).
+    /// or flush covering `lsn` failed ([`PersistError::WriteFailed`]), or the
+    /// log closed first. Pass only LSNs that `append` returned: a later one
+    /// waits until some append reaches it.
     pub async fn durable(&self, lsn: Lsn) -> Result<(), PersistError> {
         let mut rx = self.shared().progress_tx.subscribe();
         loop {
