@@ -42,6 +42,19 @@ pub async fn run(
     })
     .await
     .map_err(|e| OpenError::Catalog(format!("start-up task failed: {e}")))??;
+    serve_app(app, listener, ready, shutdown).await;
+    Ok(())
+}
+
+/// Serves an already recovered `app` (tests pass one whose disk is a fault-injecting
+/// [`persist::Fs`]) until `shutdown`, then stops its tasks, writes a snapshot and
+/// closes the log.
+pub async fn serve_app(
+    app: Arc<App>,
+    listener: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) {
     let tasks = Tasks::start(&app);
     let http = Arc::new(http::Http::new(app.clone()));
     ready();
@@ -56,5 +69,4 @@ pub async fn run(
     if let Err(e) = app.log.close().await {
         tracing::error!(error = %e, "closing the log failed");
     }
-    Ok(())
 }

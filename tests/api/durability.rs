@@ -113,7 +113,7 @@ fn a_torn_last_record_is_dropped_at_every_byte_offset() {
     copy_dir(&s.dir, &scratch);
     let f = scratch.join(seg.file_name().unwrap());
     let mut bytes = std::fs::read(&f).unwrap();
-    bytes.extend(std::iter::repeat(0).take(4096));
+    bytes.extend(std::iter::repeat_n(0, 4096));
     std::fs::write(&f, bytes).unwrap();
     let t = start_in(&scratch, &["--open-pool"]);
     assert_eq!(t.call("GET", "/stats", None, None).body["total"], 4);
@@ -231,7 +231,10 @@ fn sigterm_writes_a_snapshot_and_the_restart_replays_nothing() {
     let s2 = start_in(&s.dir, &["--open-pool"]);
     assert_eq!(s2.call("GET", "/stats", None, None).body["total"], 10);
     let log = s2.stderr();
-    let line = log.lines().rfind(|l| l.contains("state recovered")).unwrap_or("");
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("state recovered"))
+        .unwrap_or("");
     assert!(line.contains("replayed=0"), "{line}");
 }
 
@@ -295,4 +298,18 @@ fn accounts_keys_and_revocations_survive_kill_9_and_no_secret_is_on_disk() {
         .map(|i| i["usage_count"].as_u64().unwrap())
         .max();
     assert!(used >= Some(1), "usage counts survive: {items}");
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let s = Server::start(&["--open-pool"]);
+    let err = Server::start_in(&s.dir, &["--open-pool"])
+        .err()
+        .expect("second server refused");
+    assert!(err.contains("another keypool process"), "{err}");
+    assert_eq!(
+        s.call("POST", "/keys", None, None).status,
+        201,
+        "the first keeps serving"
+    );
 }

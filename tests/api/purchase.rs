@@ -224,6 +224,14 @@ fn five_wrong_pins_lock_purchases_even_for_the_right_pin() {
     assert_eq!(r.status, 429, "{}", r.text);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(wait > 14 * 60 && wait <= 15 * 60, "{wait}");
+    // Nor can the lock be dodged by setting a new PIN.
+    let r = s.call(
+        "PUT",
+        "/api/user/pin",
+        Some(&t),
+        Some(json!({"pin": "1111"})),
+    );
+    assert_eq!(r.status, 429, "{}", r.text);
 }
 
 #[test]

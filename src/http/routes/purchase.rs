@@ -130,6 +130,11 @@ struct SetPin {
 pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Session)?;
     let body: SetPin = ctx.json().await?;
+    // A lockout would mean little if the one locked out could set a new PIN.
+    http.app
+        .purchases
+        .check_lock(caller.account, http.app.now())
+        .map_err(pin_error)?;
     validate_pin(&body.pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
     let p = body.pin;
     let hash = hashing(http, move || hash_pin(&p))
