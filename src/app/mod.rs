@@ -13,6 +13,9 @@
 pub mod recovery;
 mod tasks;
 
+#[cfg(test)]
+mod model_tests;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
