@@ -50,7 +50,8 @@ impl std::str::FromStr for Rate {
 
 /// Parses `500ms`, `2s`, `5m`, `1h` (anything humantime accepts).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration ({e}); try 500ms, 2s, 5m or 1h"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); try 500ms, 2s, 5m or 1h"))
 }
 
 /// keypool: hands out keys to workers.
@@ -153,7 +154,13 @@ mod tests {
     #[test]
     fn parses_rates_and_durations() {
         let r: Rate = "10/1m".parse().unwrap();
-        assert_eq!(r, Rate { count: 10, per: Duration::from_secs(60) });
+        assert_eq!(
+            r,
+            Rate {
+                count: 10,
+                per: Duration::from_secs(60)
+            }
+        );
         assert!("0/1m".parse::<Rate>().is_err());
         assert!("ten/1m".parse::<Rate>().is_err());
         assert!("10".parse::<Rate>().is_err());

@@ -37,9 +37,24 @@ pub async fn run(
     ready: impl FnOnce(),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), OpenError> {
-    let app = tokio::task::spawn_blocking(move || App::open(config, Arc::new(SystemClock), Arc::new(RealFs)))
-        .await
-        .map_err(|e| OpenError::Catalog(format!("start-up task failed: {e}")))??;
+    let app = tokio::task::spawn_blocking(move || {
+        App::open(config, Arc::new(SystemClock), Arc::new(RealFs))
+    })
+    .await
+    .map_err(|e| OpenError::Catalog(format!("start-up task failed: {e}")))??;
+    serve_app(app, listener, ready, shutdown).await;
+    Ok(())
+}
+
+/// Serves an already recovered `app` (tests pass one whose disk is a fault-injecting
+/// [`persist::Fs`]) until `shutdown`, then stops its tasks, writes a snapshot and
+/// closes the log.
+pub async fn serve_app(
+    app: Arc<App>,
+    listener: TcpListener,
+    ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()>,
+) {
     let tasks = Tasks::start(&app);
     let http = Arc::new(http::Http::new(app.clone()));
     ready();
@@ -47,10 +62,11 @@ pub async fn run(
     tasks.stop(&app).await;
     match app.snapshot().await {
         Ok(lsn) => tracing::info!(covers = lsn, "final snapshot written"),
-        Err(e) => tracing::error!(error = %e, "final snapshot failed; the log still holds every change"),
+        Err(e) => {
+            tracing::error!(error = %e, "final snapshot failed; the log still holds every change")
+        }
     }
     if let Err(e) = app.log.close().await {
         tracing::error!(error = %e, "closing the log failed");
     }
-    Ok(())
 }

@@ -13,10 +13,16 @@ fn main() -> ExitCode {
     let config = Config::parse();
     // Logs go to stderr so that stdout's first line is the address we bound.
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keypool: cannot start the async runtime: {e}");
@@ -40,11 +46,22 @@ fn main() -> ExitCode {
         };
         let ready = move || {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "listening on {}", keypool::http::server::local_url(addr));
+            let _ = writeln!(
+                out,
+                "listening on {}",
+                keypool::http::server::local_url(addr)
+            );
             let _ = out.flush();
             tracing::info!(%addr, "serving");
         };
-        match keypool::run(config, listener, ready, keypool::http::server::shutdown_signal()).await {
+        match keypool::run(
+            config,
+            listener,
+            ready,
+            keypool::http::server::shutdown_signal(),
+        )
+        .await
+        {
             Ok(()) => {
                 tracing::info!("stopped cleanly");
                 ExitCode::SUCCESS

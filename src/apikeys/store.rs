@@ -520,7 +520,7 @@ impl ApiKeys {
                     && self.by_hash.get(h).is_some_and(|s| {
                         s.rec.name.as_ref() == Some(name)
                             && s.rec.revoked_at.is_none()
-                            && !s.rec.expires_at.is_some_and(|e| now >= e)
+                            && s.rec.expires_at.is_none_or(|e| now < e)
                     })
             });
             if taken {

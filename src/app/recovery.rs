@@ -34,9 +34,15 @@ pub enum OpenError {
 
 impl App {
     /// Recovers the state in `config.data_dir` and opens the log after it.
-    pub fn open(config: Config, clock: Arc<dyn Clock>, fs: Arc<dyn Fs>) -> Result<Arc<App>, OpenError> {
+    pub fn open(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        fs: Arc<dyn Fs>,
+    ) -> Result<Arc<App>, OpenError> {
         let catalog = match &config.catalog {
-            Some(path) => Catalog::from_json_file(path).map_err(|e| OpenError::Catalog(e.to_string()))?,
+            Some(path) => {
+                Catalog::from_json_file(path).map_err(|e| OpenError::Catalog(e.to_string()))?
+            }
             None => Catalog::builtin(),
         };
         let opts = LogOptions {
@@ -57,10 +63,11 @@ impl App {
         let pur_cfg = App::purchase_config(&config);
         let (pools, accounts, apikeys, purchases) = match &recovered.snapshot {
             Some((lsn, bytes)) => {
-                let image: StateImage = codec::decode_snapshot(bytes).map_err(|e| OpenError::Snapshot {
-                    lsn: *lsn,
-                    reason: e.to_string(),
-                })?;
+                let image: StateImage =
+                    codec::decode_snapshot(bytes).map_err(|e| OpenError::Snapshot {
+                        lsn: *lsn,
+                        reason: e.to_string(),
+                    })?;
                 (
                     Pools::restore(pool_cfg, image.pools),
                     Accounts::restore(acc_cfg, image.accounts),

@@ -3,7 +3,6 @@
 //! (API-key usage and session uses, batched into one log record every half
 //! second) and the snapshotter. All stop when [`Tasks::stop`] is called.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,9 +59,6 @@ async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 /// deadline and woken early when an earlier one appears (mini-redis's purge task).
 async fn reaper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
-        // Planning to wake "never" first means any deadline added while we scan
-        // lowers the hint and wakes us, so none is missed.
-        app.pools.earlier_deadline_hint().store(u64::MAX, Ordering::SeqCst);
         let now = app.now();
         let reaped = app
             .write(|rec| app.pools.reap(now, &mut |e| rec.record(EventRef::Pool(e))))
@@ -74,8 +70,9 @@ async fn reaper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "reaper could not log; will retry"),
         }
-        let next = app.pools.next_deadline().unwrap_or(u64::MAX);
-        app.pools.earlier_deadline_hint().fetch_min(next, Ordering::SeqCst);
+        // `plan_wake` publishes the time we will wake; a deadline added after
+        // it that is earlier calls the waker, so none is missed.
+        let next = app.pools.plan_wake().unwrap_or(u64::MAX);
         let wait = Duration::from_millis(next.saturating_sub(app.now())).min(REAPER_MAX_SLEEP);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -115,7 +112,8 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             }
         }
         let next = app.purchases.next_settlement().unwrap_or(u64::MAX);
-        let wait = Duration::from_millis(next.saturating_sub(app.now())).min(Duration::from_secs(1));
+        let wait =
+            Duration::from_millis(next.saturating_sub(app.now())).min(Duration::from_secs(1));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = app.settle_wake.notified() => {}

@@ -64,7 +64,10 @@ impl Limits {
         let entry = self.per_key.entry(key_id).or_insert_with(|| {
             (
                 limit,
-                RateLimiter::direct(quota(limit.limit, Duration::from_secs(limit.window_secs.max(1) as u64))),
+                RateLimiter::direct(quota(
+                    limit.limit,
+                    Duration::from_secs(limit.window_secs.max(1) as u64),
+                )),
             )
         });
         entry
@@ -84,7 +87,10 @@ mod tests {
 
     #[test]
     fn ip_limit_allows_the_burst_then_refuses_with_a_wait() {
-        let l = Limits::new(Rate { count: 3, per: Duration::from_secs(60) });
+        let l = Limits::new(Rate {
+            count: 3,
+            per: Duration::from_secs(60),
+        });
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         for _ in 0..3 {
@@ -97,9 +103,15 @@ mod tests {
 
     #[test]
     fn key_limit() {
-        let l = Limits::new(Rate { count: 3, per: Duration::from_secs(60) });
+        let l = Limits::new(Rate {
+            count: 3,
+            per: Duration::from_secs(60),
+        });
         let k = Uuid::new_v4();
-        let lim = KeyRateLimit { limit: 2, window_secs: 60 };
+        let lim = KeyRateLimit {
+            limit: 2,
+            window_secs: 60,
+        };
         assert!(l.check_key(k, lim).is_ok());
         assert!(l.check_key(k, lim).is_ok());
         assert!(l.check_key(k, lim).is_err());

@@ -35,7 +35,10 @@ impl Metrics {
                 .fetch_add(1, Ordering::Relaxed);
         }
         let secs = took.as_secs_f64();
-        let idx = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        let idx = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
         self.latency[idx].fetch_add(1, Ordering::Relaxed);
         self.latency_sum_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
@@ -83,7 +86,10 @@ impl Metrics {
 
 /// Writes one gauge with its help line.
 pub fn gauge(out: &mut String, name: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
 }
 
 #[cfg(test)]

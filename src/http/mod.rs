@@ -81,7 +81,8 @@ impl Http {
     /// The HTTP layer over `app`.
     pub fn new(app: Arc<App>) -> Http {
         let c = &app.config;
-        let cors_origin = HeaderValue::from_str(&c.cors_origin).unwrap_or(HeaderValue::from_static("*"));
+        let cors_origin =
+            HeaderValue::from_str(&c.cors_origin).unwrap_or(HeaderValue::from_static("*"));
         Http {
             limits: Limits::new(c.ip_rate_limit),
             metrics: Metrics::default(),
@@ -101,12 +102,18 @@ impl Http {
         let route = router::resolve(&path);
         let label = route.as_ref().map_or("unknown", Route::label);
         let mut resp = match route {
-            None => ApiError::not_found(format!("No route for {} {path}.", parts.method)).into_response(),
+            None => ApiError::not_found(format!("No route for {} {path}.", parts.method))
+                .into_response(),
             Some(route) if !route.allows(&parts.method) => ApiError {
                 allow: Some(route.allow()),
                 ..ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    format!("{} is not allowed on {}; use {}.", parts.method, route.label(), route.allow()),
+                    format!(
+                        "{} is not allowed on {}; use {}.",
+                        parts.method,
+                        route.label(),
+                        route.allow()
+                    ),
                 )
             }
             .into_response(),
@@ -135,25 +142,40 @@ impl Http {
         };
         let h = resp.headers_mut();
         h.insert("access-control-allow-origin", self.cors_origin.clone());
-        h.insert("access-control-expose-headers", HeaderValue::from_static("Retry-After"));
+        h.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static("Retry-After"),
+        );
         if resp.status().is_server_error() {
-            tracing::warn!(route = label, status = resp.status().as_u16(), "server error answered");
+            tracing::warn!(
+                route = label,
+                status = resp.status().as_u16(),
+                "server error answered"
+            );
         }
-        self.metrics.record(label, resp.status().as_u16(), started.elapsed());
+        self.metrics
+            .record(label, resp.status().as_u16(), started.elapsed());
         resp
     }
 
     /// Answers a CORS preflight for `route`.
     fn preflight(&self, route: &Route<'_>) -> Response<Body> {
-        let mut resp = response::bytes_response(StatusCode::NO_CONTENT, "text/plain", bytes::Bytes::new());
+        let mut resp =
+            response::bytes_response(StatusCode::NO_CONTENT, "text/plain", bytes::Bytes::new());
         let h = resp.headers_mut();
-        h.insert("access-control-allow-methods", HeaderValue::from_static(route.allow()));
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static(route.allow()),
+        );
         h.insert(
             "access-control-allow-headers",
             HeaderValue::from_static("Authorization, Content-Type, X-API-Key"),
         );
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
-        h.insert(hyper::header::ALLOW, HeaderValue::from_static(route.allow()));
+        h.insert(
+            hyper::header::ALLOW,
+            HeaderValue::from_static(route.allow()),
+        );
         resp
     }
 }

@@ -21,7 +21,11 @@ fn too_large(limit: usize) -> ApiError {
 /// Reads the whole body, refusing one over `limit` bytes whether it was sent
 /// with a Content-Length or chunked. A declared length over the limit is refused
 /// before a byte of the body is read.
-pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     if let Some(len) = headers.get(CONTENT_LENGTH) {
         let declared = len
             .to_str()
@@ -157,10 +161,16 @@ mod tests {
 
     #[test]
     fn query_params_are_decoded() {
-        assert_eq!(query_param(Some("a=1&lease_id=x%2Dy"), "lease_id").as_deref(), Some("x-y"));
+        assert_eq!(
+            query_param(Some("a=1&lease_id=x%2Dy"), "lease_id").as_deref(),
+            Some("x-y")
+        );
         assert_eq!(query_param(Some("a=1"), "lease_id"), None);
         assert_eq!(query_param(None, "a"), None);
-        assert_eq!(query_param(Some("t=a+b%zz%4"), "t").as_deref(), Some("a b%zz%4"));
+        assert_eq!(
+            query_param(Some("t=a+b%zz%4"), "t").as_deref(),
+            Some("a b%zz%4")
+        );
     }
 
     #[test]

@@ -138,7 +138,11 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Bo
 }
 
 /// A response with a body and a content type.
-pub fn bytes_response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+pub fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Body> {
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut()

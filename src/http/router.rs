@@ -134,7 +134,9 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         [Some("list-keys"), None, ..] => Route::ListKeys,
         [Some("revoke-key"), None, ..] => Route::RevokeKey,
         [Some("api"), Some("user"), Some("key"), None, ..] => Route::UserKey,
-        [Some("api"), Some("user"), Some("key"), Some(e), None] if nonempty(e) => Route::UserKeyOf(e),
+        [Some("api"), Some("user"), Some("key"), Some(e), None] if nonempty(e) => {
+            Route::UserKeyOf(e)
+        }
         [Some("api"), Some("user"), Some("usage"), Some(e), None] if nonempty(e) => {
             Route::UserUsageOf(e)
         }
@@ -144,7 +146,9 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         [Some("video"), Some("purchase"), Some(id), None, ..] if nonempty(id) => {
             Route::PurchaseStatus(id)
         }
-        [Some("video"), Some("stream"), Some(id), None, ..] if nonempty(id) => Route::VideoStream(id),
+        [Some("video"), Some("stream"), Some(id), None, ..] if nonempty(id) => {
+            Route::VideoStream(id)
+        }
         _ => return None,
     };
     Some(route)
@@ -169,7 +173,10 @@ mod tests {
             ("/api/user/key/a@b.c", Some(Route::UserKeyOf("a@b.c"))),
             ("/api/user/usage/bob", Some(Route::UserUsageOf("bob"))),
             ("/video/purchase/p1", Some(Route::PurchaseStatus("p1"))),
-            ("/video/stream/featured", Some(Route::VideoStream("featured"))),
+            (
+                "/video/stream/featured",
+                Some(Route::VideoStream("featured")),
+            ),
             ("/nope", None),
             ("/a/b/c/d/e/f", None),
             ("", None),

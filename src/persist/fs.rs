@@ -34,6 +34,12 @@ pub trait Fs: Send + Sync + 'static {
     /// Copies `from` to `to` (replacing `to`); the copy's content is durable when
     /// it returns, its directory entry after [`Fs::sync_dir`].
     fn copy(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `dir` for as long as the returned guard lives,
+    /// so that two servers cannot write one log. Fails at once if another
+    /// process holds it. The default (for test doubles) locks nothing.
+    fn lock_dir(&self, _dir: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        Ok(Box::new(()))
+    }
 }
 
 /// An open file that is written sequentially.
@@ -104,6 +110,22 @@ impl Fs for RealFs {
     fn copy(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::copy(from, to)?;
         OpenOptions::new().write(true).open(to)?.sync_all()
+    }
+
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another keypool process is using this data directory",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 

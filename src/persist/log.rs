@@ -126,6 +126,8 @@ impl Shared {
 
 /// Stops the writer when the last [`Log`] clone goes away.
 struct Handle {
+    /// The data directory's lock, released when the last handle goes.
+    _dir_lock: Box<dyn std::any::Any + Send + Sync>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -166,6 +168,9 @@ impl Log {
     pub fn open(opts: LogOptions, fs: Arc<dyn Fs>) -> Result<(Log, Recovered), PersistError> {
         fs.create_dir_all(&opts.dir)
             .map_err(|e| PersistError::io("create", &opts.dir, e))?;
+        let dir_lock = fs
+            .lock_dir(&opts.dir)
+            .map_err(|e| PersistError::io("lock", &opts.dir, e))?;
         let opened = recovery::recover(&opts, &*fs)?;
         let next_lsn = opened.next_lsn;
         let mut segments = opened.segments;
@@ -244,6 +249,7 @@ impl Log {
             .map_err(|e| PersistError::io("spawn the writer for", &shared.opts.dir, e))?;
         let log = Log {
             handle: Arc::new(Handle {
+                _dir_lock: dir_lock,
                 shared,
                 writer: Mutex::new(Some(join)),
             }),
@@ -306,7 +312,9 @@ impl Log {
     /// Resolves when `lsn` is durable per the fsync mode: `Always` → written
     /// and fdatasynced (one flush covers every record appended before it
     /// started); `Everysec`/`Never` → written to the file. Errors if the write
-    /// or flush covering `lsn` failed ([`PersistError::WriteFailed`]).
+    /// or flush covering `lsn` failed ([`PersistError::WriteFailed`]), or the
+    /// log closed first. Pass only LSNs that `append` returned: a later one
+    /// waits until some append reaches it.
     pub async fn durable(&self, lsn: Lsn) -> Result<(), PersistError> {
         let mut rx = self.shared().progress_tx.subscribe();
         loop {

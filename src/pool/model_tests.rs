@@ -89,7 +89,7 @@ impl Model {
         for k in self
             .keys
             .values()
-            .filter(|k| owner.map_or(true, |o| o == k.owner))
+            .filter(|k| owner.is_none_or(|o| o == k.owner))
         {
             s.total += 1;
             if k.block.is_some() {

@@ -9,7 +9,12 @@ use serde_json::json;
 use crate::support::{api_key, call, eventually, login, raw, register_and_login, Server, RELAXED};
 
 fn with_key(method: &str, s: &Server, path: &str, key: &str) -> crate::support::Resp {
-    raw(method, &s.url(path), &[("X-API-Key".into(), key.into())], None)
+    raw(
+        method,
+        &s.url(path),
+        &[("X-API-Key".into(), key.into())],
+        None,
+    )
 }
 
 #[test]
@@ -17,27 +22,59 @@ fn register_login_and_the_eleventh_session_use() {
     let s = Server::start(RELAXED);
     let body = json!({"username": "alice", "password": "correct horse battery", "email": "alice@example.com"});
     let r = s.call("POST", "/register", None, Some(body.clone()));
-    assert_eq!((r.status, r.body["message"].as_str()), (201, Some("User registered successfully.")));
-    let r = s.call("POST", "/register", None, Some(json!({"username": "ALICE", "password": "another password"})));
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (201, Some("User registered successfully."))
+    );
+    let r = s.call(
+        "POST",
+        "/register",
+        None,
+        Some(json!({"username": "ALICE", "password": "another password"})),
+    );
     assert_eq!((r.status, r.error()), (409, "Username already exists."));
 
-    let r = s.call("POST", "/login", None, Some(json!({"username": "alice", "password": "correct horse battery"})));
+    let r = s.call(
+        "POST",
+        "/login",
+        None,
+        Some(json!({"username": "alice", "password": "correct horse battery"})),
+    );
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["remaining_uses"], 10);
     assert!(r.body["expires_at"].is_string());
     let token = r.str("token");
 
-    let wrong = s.call("POST", "/login", None, Some(json!({"username": "alice", "password": "wrong password"})));
-    let unknown = s.call("POST", "/login", None, Some(json!({"username": "nobody", "password": "wrong password"})));
-    assert_eq!((wrong.status, wrong.error()), (401, "Invalid username or password."));
-    assert_eq!((unknown.status, unknown.body.clone()), (wrong.status, wrong.body.clone()));
+    let wrong = s.call(
+        "POST",
+        "/login",
+        None,
+        Some(json!({"username": "alice", "password": "wrong password"})),
+    );
+    let unknown = s.call(
+        "POST",
+        "/login",
+        None,
+        Some(json!({"username": "nobody", "password": "wrong password"})),
+    );
+    assert_eq!(
+        (wrong.status, wrong.error()),
+        (401, "Invalid username or password.")
+    );
+    assert_eq!(
+        (unknown.status, unknown.body.clone()),
+        (wrong.status, wrong.body.clone())
+    );
 
     for i in 1..=10 {
         let r = s.call("GET", "/list-keys", Some(&token), None);
         assert_eq!(r.status, 200, "use {i}: {}", r.text);
     }
     let r = s.call("GET", "/list-keys", Some(&token), None);
-    assert_eq!((r.status, r.error()), (401, "Session expired. Please log in again."));
+    assert_eq!(
+        (r.status, r.error()),
+        (401, "Session expired. Please log in again.")
+    );
 }
 
 #[test]
@@ -48,7 +85,13 @@ fn thirty_requests_racing_on_one_session_are_served_exactly_ten_times() {
     let barrier = Arc::new(std::sync::Barrier::new(30));
     let threads: Vec<_> = (0..30)
         .map(|_| {
-            let (s, token, ok, refused, barrier) = (s.clone(), token.clone(), ok.clone(), refused.clone(), barrier.clone());
+            let (s, token, ok, refused, barrier) = (
+                s.clone(),
+                token.clone(),
+                ok.clone(),
+                refused.clone(),
+                barrier.clone(),
+            );
             std::thread::spawn(move || {
                 barrier.wait();
                 match s.call("GET", "/list-keys", Some(&token), None).status {
@@ -62,18 +105,29 @@ fn thirty_requests_racing_on_one_session_are_served_exactly_ten_times() {
     for t in threads {
         t.join().unwrap();
     }
-    assert_eq!((ok.load(Ordering::SeqCst), refused.load(Ordering::SeqCst)), (10, 20));
+    assert_eq!(
+        (ok.load(Ordering::SeqCst), refused.load(Ordering::SeqCst)),
+        (10, 20)
+    );
 }
 
 #[test]
 fn an_api_key_works_for_the_pool_counts_its_use_and_dies_when_revoked() {
     let s = Server::start(RELAXED);
     let token = register_and_login(&s, "worker-owner");
-    let r = s.call("POST", "/generate-key", Some(&token), Some(json!({"name": "fleet"})));
+    let r = s.call(
+        "POST",
+        "/generate-key",
+        Some(&token),
+        Some(json!({"name": "fleet"})),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     let key = r.str("key");
     let (key_id, prefix) = (r.str("key_id"), r.str("key_prefix"));
-    assert!(key.starts_with("sk_live_") && key.len() >= 8 + 32 + 6, "{key}");
+    assert!(
+        key.starts_with("sk_live_") && key.len() >= 8 + 32 + 6,
+        "{key}"
+    );
     assert_eq!(prefix, key[..12]);
 
     for _ in 0..3 {
@@ -91,10 +145,13 @@ fn an_api_key_works_for_the_pool_counts_its_use_and_dies_when_revoked() {
     assert!(r.error().contains("mistyped"), "{}", r.text);
 
     let token = login(&s, "worker-owner");
-    assert!(eventually(Duration::from_millis(1500), || {
-        let r = s.call("GET", "/list-keys", Some(&token), None);
-        r.body["items"][0]["usage_count"] == 4
-    }), "usage visible within a second");
+    assert!(
+        eventually(Duration::from_millis(1500), || {
+            let r = s.call("GET", "/list-keys", Some(&token), None);
+            r.body["items"][0]["usage_count"] == 4
+        }),
+        "usage visible within a second"
+    );
     let r = s.call("GET", "/list-keys", Some(&token), None);
     assert_eq!(r.body["keys"], json!([prefix]));
     let item = &r.body["items"][0];
@@ -105,12 +162,25 @@ fn an_api_key_works_for_the_pool_counts_its_use_and_dies_when_revoked() {
     assert_eq!(item["usage_by_day"][29]["count"], 4);
     assert!(!r.text.contains(&key), "the full key is never listed");
 
-    let r = s.call("POST", "/revoke-key", Some(&token), Some(json!({"key": prefix})));
-    assert_eq!((r.status, r.body["message"].as_str()), (200, Some("Key revoked")));
+    let r = s.call(
+        "POST",
+        "/revoke-key",
+        Some(&token),
+        Some(json!({"key": prefix})),
+    );
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (200, Some("Key revoked"))
+    );
     let r = with_key("GET", &s, "/stats", &key);
     assert_eq!(r.status, 401);
     assert!(r.error().contains("revoked"), "{}", r.text);
-    let r = s.call("POST", "/revoke-key", Some(&token), Some(json!({"key": "sk_live_nothing"})));
+    let r = s.call(
+        "POST",
+        "/revoke-key",
+        Some(&token),
+        Some(json!({"key": "sk_live_nothing"})),
+    );
     assert_eq!(r.status, 404);
 }
 
@@ -120,11 +190,24 @@ fn the_sixth_key_in_a_day_is_refused() {
     register_and_login(&s, "greedy");
     let token = login(&s, "greedy");
     for i in 0..5 {
-        let r = s.call("POST", "/generate-key", Some(&token), Some(json!({"name": format!("k{i}")})));
+        let r = s.call(
+            "POST",
+            "/generate-key",
+            Some(&token),
+            Some(json!({"name": format!("k{i}")})),
+        );
         assert_eq!(r.status, 201, "{}", r.text);
     }
-    let r = s.call("POST", "/generate-key", Some(&token), Some(json!({"name": "k5"})));
-    assert_eq!((r.status, r.error()), (429, "Rate limit exceeded. Try again later."));
+    let r = s.call(
+        "POST",
+        "/generate-key",
+        Some(&token),
+        Some(json!({"name": "k5"})),
+    );
+    assert_eq!(
+        (r.status, r.error()),
+        (429, "Rate limit exceeded. Try again later.")
+    );
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(wait > 23 * 3600 && wait <= 24 * 3600, "{wait}");
 }
@@ -133,7 +216,12 @@ fn the_sixth_key_in_a_day_is_refused() {
 fn one_user_cannot_touch_anothers_keys_or_pool() {
     let s = Server::start(RELAXED);
     let alice = register_and_login(&s, "alice");
-    let r = s.call("POST", "/api/key/create", Some(&alice), Some(json!({"name": "dev1", "creator": "alice"})));
+    let r = s.call(
+        "POST",
+        "/api/key/create",
+        Some(&alice),
+        Some(json!({"name": "dev1", "creator": "alice"})),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.body["message"], "API key created successfully.");
     let alice_key = r.str("api_key");
@@ -143,44 +231,103 @@ fn one_user_cannot_touch_anothers_keys_or_pool() {
     register_and_login(&s, "bob");
     let bob_key = api_key(&s, "bob");
     let bob = login(&s, "bob");
-    for (m, p) in [("GET", format!("/keys/{pool_key}")), ("DELETE", format!("/keys/{pool_key}")), ("PUT", format!("/keepalive/{pool_key}"))] {
+    for (m, p) in [
+        ("GET", format!("/keys/{pool_key}")),
+        ("DELETE", format!("/keys/{pool_key}")),
+        ("PUT", format!("/keepalive/{pool_key}")),
+    ] {
         assert_eq!(with_key(m, &s, &p, &bob_key).status, 404, "{m} {p}");
     }
-    assert_eq!(with_key("GET", &s, "/keys", &bob_key).status, 404, "bob's pool is empty");
+    assert_eq!(
+        with_key("GET", &s, "/keys", &bob_key).status,
+        404,
+        "bob's pool is empty"
+    );
     for sel in [alice_key.as_str(), alice_key_id.as_str(), &alice_key[..12]] {
         let r = s.call("POST", "/revoke-key", Some(&bob), Some(json!({"key": sel})));
         assert_eq!(r.status, 404, "{sel}: {}", r.text);
     }
     let bob = login(&s, "bob");
-    let r = s.call("DELETE", "/api/key/delete", Some(&bob), Some(json!({"name": "dev1"})));
+    let r = s.call(
+        "DELETE",
+        "/api/key/delete",
+        Some(&bob),
+        Some(json!({"name": "dev1"})),
+    );
     assert_eq!(r.status, 404, "{}", r.text);
-    let r = s.call("POST", "/api/key/create", Some(&bob), Some(json!({"name": "x", "creator": "alice"})));
+    let r = s.call(
+        "POST",
+        "/api/key/create",
+        Some(&bob),
+        Some(json!({"name": "x", "creator": "alice"})),
+    );
     assert_eq!(r.status, 403, "{}", r.text);
     let r = s.call("GET", "/api/user/key/alice", Some(&bob), None);
-    assert_eq!((r.status, r.body["success"].as_bool()), (403, Some(false)), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["success"].as_bool()),
+        (403, Some(false)),
+        "{}",
+        r.text
+    );
     let r = s.call("DELETE", "/api/user/key/alice", Some(&bob), None);
     assert_eq!(r.status, 403);
     // Alice's key and pool are untouched.
-    assert_eq!(with_key("GET", &s, &format!("/keys/{pool_key}"), &alice_key).status, 200);
+    assert_eq!(
+        with_key("GET", &s, &format!("/keys/{pool_key}"), &alice_key).status,
+        200
+    );
 }
 
 #[test]
 fn seed_000_create_and_delete_by_name() {
     let s = Server::start(RELAXED);
     let t = register_and_login(&s, "jim");
-    let r = s.call("POST", "/api/key/create", Some(&t), Some(json!({"name": "dev1", "creator": "jim"})));
+    let r = s.call(
+        "POST",
+        "/api/key/create",
+        Some(&t),
+        Some(json!({"name": "dev1", "creator": "jim"})),
+    );
     assert_eq!(r.status, 201);
     let key = r.str("api_key");
-    let r = s.call("POST", "/api/key/create", Some(&t), Some(json!({"name": "dev1", "creator": "jim"})));
+    let r = s.call(
+        "POST",
+        "/api/key/create",
+        Some(&t),
+        Some(json!({"name": "dev1", "creator": "jim"})),
+    );
     assert_eq!(r.status, 409, "{}", r.text);
-    let r = s.call("POST", "/api/key/create", None, Some(json!({"name": "dev2", "creator": "jim"})));
+    let r = s.call(
+        "POST",
+        "/api/key/create",
+        None,
+        Some(json!({"name": "dev2", "creator": "jim"})),
+    );
     assert_eq!(r.status, 401);
-    let r = raw("POST", &s.url("/api/key/create"), &[("X-API-Key".into(), key.clone())], Some(json!({"name": "dev2", "creator": "jim"}).to_string()));
+    let r = raw(
+        "POST",
+        &s.url("/api/key/create"),
+        &[("X-API-Key".into(), key.clone())],
+        Some(json!({"name": "dev2", "creator": "jim"}).to_string()),
+    );
     assert_eq!(r.status, 401, "seed 000 routes take a session: {}", r.text);
-    let r = s.call("DELETE", "/api/key/delete", Some(&t), Some(json!({"name": "dev1"})));
-    assert_eq!((r.status, r.body["message"].as_str()), (200, Some("API key deleted successfully.")));
+    let r = s.call(
+        "DELETE",
+        "/api/key/delete",
+        Some(&t),
+        Some(json!({"name": "dev1"})),
+    );
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (200, Some("API key deleted successfully."))
+    );
     assert_eq!(with_key("GET", &s, "/stats", &key).status, 401);
-    let r = s.call("DELETE", "/api/key/delete", Some(&t), Some(json!({"name": "dev1"})));
+    let r = s.call(
+        "DELETE",
+        "/api/key/delete",
+        Some(&t),
+        Some(json!({"name": "dev1"})),
+    );
     assert_eq!(r.status, 404);
 }
 
@@ -196,16 +343,33 @@ fn seed_003_primary_key_status_usage_and_revocation() {
     assert_eq!(r.body["keyPreference"]["hasKey"], false);
     assert_eq!(r.body["keyPreference"]["balance"], 1000);
 
-    let r = s.call("POST", "/api/user/key", Some(&t), Some(json!({"email": "s@example.com", "key_name": "Production Key"})));
+    let r = s.call(
+        "POST",
+        "/api/user/key",
+        Some(&t),
+        Some(json!({"email": "s@example.com", "key_name": "Production Key"})),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
-    assert_eq!((r.body["success"].as_bool(), r.body["message"].as_str()), (Some(true), Some("API key generated successfully")));
+    assert_eq!(
+        (r.body["success"].as_bool(), r.body["message"].as_str()),
+        (Some(true), Some("API key generated successfully"))
+    );
     let first = r.str("key");
     assert_eq!(r.str("keyPrefix"), first[..12]);
     assert_eq!(with_key("GET", &s, "/stats", &first).status, 200);
 
-    let r = s.call("POST", "/api/user/key", Some(&t), Some(json!({"email": "sensei", "key_name": "Rotated"})));
+    let r = s.call(
+        "POST",
+        "/api/user/key",
+        Some(&t),
+        Some(json!({"email": "sensei", "key_name": "Rotated"})),
+    );
     let second = r.str("key");
-    assert_eq!(with_key("GET", &s, "/stats", &first).status, 401, "replaced key is refused");
+    assert_eq!(
+        with_key("GET", &s, "/stats", &first).status,
+        401,
+        "replaced key is refused"
+    );
     assert_eq!(with_key("GET", &s, "/stats", &second).status, 200);
 
     assert!(eventually(Duration::from_millis(1500), || {
@@ -214,11 +378,17 @@ fn seed_003_primary_key_status_usage_and_revocation() {
     }));
     let r = with_key("GET", &s, "/api/user/usage/sensei", &second);
     let u = &r.body["usage"];
-    assert_eq!((u["hasKey"].as_bool(), u["keyName"].as_str()), (Some(true), Some("Rotated")));
+    assert_eq!(
+        (u["hasKey"].as_bool(), u["keyName"].as_str()),
+        (Some(true), Some("Rotated"))
+    );
     assert!(u["lastUsed"].is_string() && u["generatedAt"].is_string());
 
     let r = s.call("DELETE", "/api/user/key/sensei", Some(&t), None);
-    assert_eq!(r.body, json!({"success": true, "message": "API key revoked successfully"}));
+    assert_eq!(
+        r.body,
+        json!({"success": true, "message": "API key revoked successfully"})
+    );
     assert_eq!(with_key("GET", &s, "/stats", &second).status, 401);
     let r = s.call("DELETE", "/api/user/key/sensei", Some(&t), None);
     assert_eq!((r.status, r.body["success"].as_bool()), (404, Some(false)));
@@ -228,11 +398,24 @@ fn seed_003_primary_key_status_usage_and_revocation() {
 fn failed_logins_are_limited_per_ip() {
     let s = Server::start(&["--ip-rate-limit", "5/1m"]);
     for i in 0..5 {
-        let r = s.call("POST", "/login", None, Some(json!({"username": "nobody", "password": "wrong password"})));
+        let r = s.call(
+            "POST",
+            "/login",
+            None,
+            Some(json!({"username": "nobody", "password": "wrong password"})),
+        );
         assert_eq!(r.status, 401, "attempt {i}");
     }
-    let r = s.call("POST", "/login", None, Some(json!({"username": "nobody", "password": "wrong password"})));
-    assert_eq!((r.status, r.error()), (429, "Rate limit exceeded. Try again later."));
+    let r = s.call(
+        "POST",
+        "/login",
+        None,
+        Some(json!({"username": "nobody", "password": "wrong password"})),
+    );
+    assert_eq!(
+        (r.status, r.error()),
+        (429, "Rate limit exceeded. Try again later.")
+    );
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
     // Wrong credentials on other routes are anonymous traffic too.
     assert_eq!(s.call("GET", "/stats", Some("st_bogus"), None).status, 429);
@@ -242,16 +425,29 @@ fn failed_logins_are_limited_per_ip() {
 fn expiring_keys_rate_limited_keys_and_logout() {
     let s = Server::start(RELAXED);
     let t = register_and_login(&s, "tempo");
-    let r = s.call("POST", "/generate-key", Some(&t), Some(json!({"name": "short", "expires_in": 1})));
+    let r = s.call(
+        "POST",
+        "/generate-key",
+        Some(&t),
+        Some(json!({"name": "short", "expires_in": 1})),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     let short = r.str("key");
     assert!(r.body["expires_at"].is_string());
-    let r = s.call("POST", "/generate-key", Some(&t), Some(json!({"name": "slow", "rate_limit": {"limit": 2, "window_secs": 60}})));
+    let r = s.call(
+        "POST",
+        "/generate-key",
+        Some(&t),
+        Some(json!({"name": "slow", "rate_limit": {"limit": 2, "window_secs": 60}})),
+    );
     let slow = r.str("key");
     assert_eq!(with_key("GET", &s, "/stats", &slow).status, 200);
     assert_eq!(with_key("GET", &s, "/stats", &slow).status, 200);
     let r = with_key("GET", &s, "/stats", &slow);
-    assert_eq!((r.status, r.error()), (429, "Rate limit exceeded. Try again later."));
+    assert_eq!(
+        (r.status, r.error()),
+        (429, "Rate limit exceeded. Try again later.")
+    );
     assert!(r.header("retry-after").is_some());
     std::thread::sleep(Duration::from_millis(1100));
     let r = with_key("GET", &s, "/stats", &short);
@@ -269,7 +465,10 @@ fn the_open_pool_and_account_pools_are_separate() {
     let anon = s.call("POST", "/keys", None, None).str("key_id");
     register_and_login(&s, "owner");
     let key = api_key(&s, "owner");
-    assert_eq!(with_key("GET", &s, &format!("/keys/{anon}"), &key).status, 404);
+    assert_eq!(
+        with_key("GET", &s, &format!("/keys/{anon}"), &key).status,
+        404
+    );
     assert_eq!(with_key("GET", &s, "/stats", &key).body["total"], 0);
     assert_eq!(s.call("GET", "/stats", None, None).body["total"], 1);
 }

@@ -5,6 +5,7 @@
 //! - `errors`: bad input of every kind gets its status and a JSON error.
 //! - `accounts`: register, login, sessions, API keys, authorization, limits.
 //! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
+//! - `faults`: EIO and ENOSPC on an in-process server with a fault-injecting disk.
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
 
@@ -12,6 +13,7 @@ mod accounts;
 mod browser;
 mod durability;
 mod errors;
+mod faults;
 mod pool;
 mod purchase;
 mod support;

@@ -51,23 +51,42 @@ fn every_pool_route_answers_as_the_contract_says() {
     assert!(r.body["blockedAt"].is_string() && r.body["blockedUntil"].is_string());
 
     let stats = s.call("GET", "/stats", None, None);
-    assert_eq!(stats.body, serde_json::json!({"total": 1, "available": 0, "blocked": 1}));
+    assert_eq!(
+        stats.body,
+        serde_json::json!({"total": 1, "available": 0, "blocked": 1})
+    );
 
     let other = uuid::Uuid::new_v4();
     let r = s.call("PUT", &format!("/keys/{id}?lease_id={other}"), None, None);
     assert_eq!(r.status, 409, "{}", r.text);
     let r = s.call("PUT", &format!("/keys/{id}?lease_id={lease}"), None, None);
-    assert_eq!((r.status, r.body["message"].as_str()), (200, Some("Key unblocked.")));
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (200, Some("Key unblocked."))
+    );
     let r = s.call("PUT", &format!("/keys/{id}"), None, None);
-    assert_eq!((r.status, r.error()), (404, "Key not found or not blocked."));
+    assert_eq!(
+        (r.status, r.error()),
+        (404, "Key not found or not blocked.")
+    );
 
     let r = s.call("PUT", &format!("/keepalive/{id}"), None, None);
-    assert_eq!((r.status, r.body["message"].as_str()), (200, Some("Key kept alive.")));
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (200, Some("Key kept alive."))
+    );
     assert!(r.body["expires_at"].is_string());
 
     let r = s.call("DELETE", &format!("/keys/{id}"), None, None);
-    assert_eq!((r.status, r.body["message"].as_str()), (200, Some("Key deleted.")));
-    for (m, p) in [("GET", format!("/keys/{id}")), ("DELETE", format!("/keys/{id}")), ("PUT", format!("/keepalive/{id}"))] {
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (200, Some("Key deleted."))
+    );
+    for (m, p) in [
+        ("GET", format!("/keys/{id}")),
+        ("DELETE", format!("/keys/{id}")),
+        ("PUT", format!("/keepalive/{id}")),
+    ] {
         let r = s.call(m, &p, None, None);
         assert_eq!(r.status, 404, "{m} {p}: {}", r.text);
         assert!(!r.error().is_empty());
@@ -75,7 +94,12 @@ fn every_pool_route_answers_as_the_contract_says() {
     let r = s.call("GET", "/healthz", None, None);
     assert_eq!(r.body, serde_json::json!({"status": "ok"}));
     let m = s.call("GET", "/metrics", None, None);
-    assert!(m.text.contains("keypool_requests_total{route=\"/keys\",status=\"201\"} 1"), "{}", m.text);
+    assert!(
+        m.text
+            .contains("keypool_requests_total{route=\"/keys\",status=\"201\"} 1"),
+        "{}",
+        m.text
+    );
     assert!(m.text.contains("keypool_pool_keys 0"));
 }
 
@@ -90,7 +114,11 @@ fn keys_expire_and_leases_lapse_on_time_without_requests() {
     // The lease lapses after 1 s: the reaper frees it with no request in between.
     std::thread::sleep(Duration::from_millis(1400));
     let st = s.call("GET", "/stats", None, None).body;
-    assert_eq!((st["blocked"].as_u64(), st["available"].as_u64()), (Some(0), Some(2)), "{st} (held {held})");
+    assert_eq!(
+        (st["blocked"].as_u64(), st["available"].as_u64()),
+        (Some(0), Some(2)),
+        "{st} (held {held})"
+    );
     // Keys live 1.5 s from creation: gone within a second of that.
     assert!(eventually(Duration::from_millis(1500), || {
         s.call("GET", "/stats", None, None).body["total"] == 0
@@ -104,10 +132,17 @@ fn keepalive_restarts_the_lifetime() {
     let id = create(&s);
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
-        assert_eq!(s.call("PUT", &format!("/keepalive/{id}"), None, None).status, 200);
+        assert_eq!(
+            s.call("PUT", &format!("/keepalive/{id}"), None, None)
+                .status,
+            200
+        );
     }
     // 2.1 s after creation, still alive thanks to keepalives.
-    assert_eq!(s.call("GET", &format!("/keys/{id}"), None, None).status, 200);
+    assert_eq!(
+        s.call("GET", &format!("/keys/{id}"), None, None).status,
+        200
+    );
 }
 
 #[test]
@@ -129,7 +164,10 @@ fn sixteen_workers_never_hold_the_same_key() {
                     }
                     assert_eq!(r.status, 200, "{}", r.text);
                     let (id, lease) = (r.str("key_id"), r.str("lease_id"));
-                    assert!(held.lock().unwrap().insert(id.clone()), "{id} handed out twice");
+                    assert!(
+                        held.lock().unwrap().insert(id.clone()),
+                        "{id} handed out twice"
+                    );
                     std::thread::sleep(Duration::from_millis(1));
                     assert!(held.lock().unwrap().remove(&id));
                     let r = s.call("PUT", &format!("/keys/{id}?lease_id={lease}"), None, None);
@@ -144,7 +182,10 @@ fn sixteen_workers_never_hold_the_same_key() {
     }
     assert!(cycles.load(std::sync::atomic::Ordering::Relaxed) > 100);
     let st = s.call("GET", "/stats", None, None).body;
-    assert_eq!(st, serde_json::json!({"total": 8, "available": 8, "blocked": 0}));
+    assert_eq!(
+        st,
+        serde_json::json!({"total": 8, "available": 8, "blocked": 0})
+    );
 }
 
 #[test]
@@ -153,14 +194,22 @@ fn a_stale_lease_cannot_release_or_delete_the_new_holders_key() {
     let id = create(&s);
     let first = s.call("GET", "/keys", None, None);
     let stale = first.str("lease_id");
-    assert!(eventually(Duration::from_secs(3), || s.call("GET", "/stats", None, None).body["available"] == 1));
+    assert!(eventually(Duration::from_secs(3), || s
+        .call("GET", "/stats", None, None)
+        .body["available"]
+        == 1));
     let second = s.call("GET", "/keys", None, None);
     assert_eq!(second.str("key_id"), id);
     let fresh = second.str("lease_id");
     assert_ne!(stale, fresh, "every checkout gets a new lease");
     let r = s.call("PUT", &format!("/keys/{id}?lease_id={stale}"), None, None);
     assert_eq!(r.status, 409, "{}", r.text);
-    let r = s.call("DELETE", &format!("/keys/{id}?lease_id={stale}"), None, None);
+    let r = s.call(
+        "DELETE",
+        &format!("/keys/{id}?lease_id={stale}"),
+        None,
+        None,
+    );
     assert_eq!(r.status, 409, "{}", r.text);
     let r = s.call("GET", &format!("/keys/{id}"), None, None);
     assert_eq!(r.body["isBlocked"], true, "the new holder still holds it");
@@ -179,7 +228,16 @@ fn checkout_draws_keys_at_random() {
         let r = s.call("GET", "/keys", None, None);
         let (id, lease) = (r.str("key_id"), r.str("lease_id"));
         seen.insert(id.clone());
-        assert_eq!(call("PUT", &s.url(&format!("/keys/{id}?lease_id={lease}")), None, None).status, 200);
+        assert_eq!(
+            call(
+                "PUT",
+                &s.url(&format!("/keys/{id}?lease_id={lease}")),
+                None,
+                None
+            )
+            .status,
+            200
+        );
     }
     // 150 uniform draws from 50 keys see ~47 distinct keys; a FIFO or LIFO pick sees 1 or 50 in order.
     assert!(seen.len() >= 35, "only {} distinct keys", seen.len());

@@ -43,7 +43,8 @@ fn set_pin(s: &Server, user: &str, pin: &str) {
 
 #[test]
 fn buy_the_video_then_watch_it_with_range_requests() {
-    let s = start(&[]);
+    // Long enough that the second purchase below surely finds it still waiting.
+    let s = start(&["--payment-delay", "3s"]);
     let anon = s.call("GET", "/video/info", None, None);
     assert_eq!(anon.status, 200, "{}", anon.text);
     assert_eq!(anon.body["status"], "not_purchased");
@@ -52,7 +53,12 @@ fn buy_the_video_then_watch_it_with_range_requests() {
     assert!(anon.body["title"].is_string() && anon.body["currency"].is_string());
 
     let t = register_and_login(&s, "viewer");
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "1234"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "1234"})),
+    );
     assert_eq!(r.status, 400, "no PIN set yet: {}", r.text);
     let r = s.call("PUT", "/api/user/pin", Some(&t), Some(json!({"pin": "12"})));
     assert_eq!(r.status, 400);
@@ -60,28 +66,67 @@ fn buy_the_video_then_watch_it_with_range_requests() {
     set_pin(&s, "viewer", "4321");
 
     let t = login(&s, "viewer");
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "1111"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "1111"})),
+    );
     assert_eq!((r.status, r.error()), (403, "Incorrect PIN."));
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "4321"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "4321"})),
+    );
     assert_eq!(r.status, 202, "{}", r.text);
     assert_eq!(r.body["status"], "waiting");
     let id = r.str("purchase_id");
     assert!(id.len() >= 32, "unguessable id: {id}");
-    let again = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "4321"})));
-    assert_eq!((again.status, again.str("purchase_id")), (202, id.clone()), "no double charge while waiting");
+    let again = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "4321"})),
+    );
+    assert_eq!(
+        (again.status, again.str("purchase_id")),
+        (202, id.clone()),
+        "no double charge while waiting"
+    );
 
     let r = s.call("GET", &format!("/video/purchase/{id}"), None, None);
     assert_eq!(r.body["status"], "waiting");
-    assert!(eventually(Duration::from_secs(3), || {
-        s.call("GET", &format!("/video/purchase/{id}"), None, None).body["status"] == "purchased"
+    assert!(eventually(Duration::from_secs(6), || {
+        s.call("GET", &format!("/video/purchase/{id}"), None, None)
+            .body["status"]
+            == "purchased"
     }));
     let t = login(&s, "viewer");
     let info = s.call("GET", "/video/info", Some(&t), None);
-    assert_eq!((info.body["status"].as_str(), info.body["purchased"].as_bool()), (Some("purchased"), Some(true)));
-    assert_eq!(info.body["balance"].as_u64(), Some(1000 - price), "charged exactly once");
+    assert_eq!(
+        (
+            info.body["status"].as_str(),
+            info.body["purchased"].as_bool()
+        ),
+        (Some("purchased"), Some(true))
+    );
+    assert_eq!(
+        info.body["balance"].as_u64(),
+        Some(1000 - price),
+        "charged exactly once"
+    );
     let url = s.url(info.body["stream_url"].as_str().unwrap());
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "4321"})));
-    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("purchased")));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "4321"})),
+    );
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (200, Some("purchased"))
+    );
 
     let (status, ct, _, whole) = get_bytes(&url, None);
     assert_eq!(status, 200);
@@ -104,31 +149,54 @@ fn the_stream_is_gated() {
     let t = register_and_login(&s, "buyer");
     set_pin(&s, "buyer", "2468");
     let t2 = login(&s, "buyer");
-    let id = s.call("POST", "/video/purchase", Some(&t2), Some(json!({"pin": "2468"}))).str("purchase_id");
+    let id = s
+        .call(
+            "POST",
+            "/video/purchase",
+            Some(&t2),
+            Some(json!({"pin": "2468"})),
+        )
+        .str("purchase_id");
     assert!(eventually(Duration::from_secs(3), || {
-        s.call("GET", &format!("/video/purchase/{id}"), None, None).body["status"] == "purchased"
+        s.call("GET", &format!("/video/purchase/{id}"), None, None)
+            .body["status"]
+            == "purchased"
     }));
-    let url = s.call("GET", &format!("/video/purchase/{id}"), None, None).str("stream_url");
+    let url = s
+        .call("GET", &format!("/video/purchase/{id}"), None, None)
+        .str("stream_url");
     assert_eq!(get_bytes(&s.url(&url), Some("bytes=0-9")).0, 206);
     let _ = t;
 
     let video = url.split('?').next().unwrap();
     assert_eq!(get_bytes(&s.url(video), None).0, 403, "no token");
-    assert_eq!(get_bytes(&s.url(&format!("{video}?token=forged")), None).0, 403, "forged token");
+    assert_eq!(
+        get_bytes(&s.url(&format!("{video}?token=forged")), None).0,
+        403,
+        "forged token"
+    );
     // The same token with another account's id in it: the signature no longer matches.
     let token = url.split("token=").nth(1).unwrap();
     let mut tampered = token.to_string();
     let digit = tampered.find(|c: char| c.is_ascii_digit()).unwrap();
     let c = tampered.as_bytes()[digit];
     tampered.replace_range(digit..=digit, if c == b'9' { "8" } else { "9" });
-    assert_eq!(get_bytes(&s.url(&format!("{video}?token={tampered}")), None).0, 403, "another account's token");
+    assert_eq!(
+        get_bytes(&s.url(&format!("{video}?token={tampered}")), None).0,
+        403,
+        "another account's token"
+    );
 
     // Someone who did not buy gets no stream_url and cannot use the buyer's for another video.
     let other = register_and_login(&s, "freeloader");
     let info = s.call("GET", "/video/info", Some(&other), None);
     assert_eq!(info.body["status"], "not_purchased");
     assert!(info.body.get("stream_url").is_none());
-    assert_eq!(s.call("GET", "/video/purchase/pur_nonexistent", None, None).status, 404);
+    assert_eq!(
+        s.call("GET", "/video/purchase/pur_nonexistent", None, None)
+            .status,
+        404
+    );
 }
 
 #[test]
@@ -138,14 +206,32 @@ fn five_wrong_pins_lock_purchases_even_for_the_right_pin() {
     set_pin(&s, "guesser", "9999");
     let t = login(&s, "guesser");
     for i in 0..5 {
-        let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": format!("000{i}")})));
+        let r = s.call(
+            "POST",
+            "/video/purchase",
+            Some(&t),
+            Some(json!({"pin": format!("000{i}")})),
+        );
         assert_eq!(r.status, 403, "attempt {i}: {}", r.text);
     }
     let t = login(&s, "guesser");
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "9999"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "9999"})),
+    );
     assert_eq!(r.status, 429, "{}", r.text);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(wait > 14 * 60 && wait <= 15 * 60, "{wait}");
+    // Nor can the lock be dodged by setting a new PIN.
+    let r = s.call(
+        "PUT",
+        "/api/user/pin",
+        Some(&t),
+        Some(json!({"pin": "1111"})),
+    );
+    assert_eq!(r.status, 429, "{}", r.text);
 }
 
 #[test]
@@ -154,9 +240,19 @@ fn a_purchase_the_balance_cannot_cover_is_refused() {
     register_and_login(&s, "broke");
     set_pin(&s, "broke", "1357");
     let t = login(&s, "broke");
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "1357"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "1357"})),
+    );
     assert_eq!((r.status, r.error()), (402, "Insufficient balance."));
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"video_id": "no-such-video", "pin": "1357"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"video_id": "no-such-video", "pin": "1357"})),
+    );
     assert_eq!(r.status, 404);
 }
 
@@ -166,16 +262,30 @@ fn a_waiting_purchase_survives_kill_9_and_settles_after_restart() {
     register_and_login(&s, "patient");
     set_pin(&s, "patient", "8642");
     let t = login(&s, "patient");
-    let r = s.call("POST", "/video/purchase", Some(&t), Some(json!({"pin": "8642"})));
+    let r = s.call(
+        "POST",
+        "/video/purchase",
+        Some(&t),
+        Some(json!({"pin": "8642"})),
+    );
     assert_eq!(r.status, 202);
     let id = r.str("purchase_id");
     s.kill9();
     s.restart();
-    assert_eq!(s.call("GET", &format!("/video/purchase/{id}"), None, None).body["status"], "waiting");
+    assert_eq!(
+        s.call("GET", &format!("/video/purchase/{id}"), None, None)
+            .body["status"],
+        "waiting"
+    );
     assert!(eventually(Duration::from_secs(5), || {
-        s.call("GET", &format!("/video/purchase/{id}"), None, None).body["status"] == "purchased"
+        s.call("GET", &format!("/video/purchase/{id}"), None, None)
+            .body["status"]
+            == "purchased"
     }));
     let t = login(&s, "patient");
     let info = s.call("GET", "/video/info", Some(&t), None);
-    assert_eq!(info.body["balance"].as_u64(), Some(1000 - info.body["price"].as_u64().unwrap()));
+    assert_eq!(
+        info.body["balance"].as_u64(),
+        Some(1000 - info.body["price"].as_u64().unwrap())
+    );
 }

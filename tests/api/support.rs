@@ -74,7 +74,10 @@ impl Server {
             if let Some(status) = c.try_wait().expect("wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "server did not stop within 30 s of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "server did not stop within 30 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -105,7 +108,10 @@ impl Drop for Server {
 }
 
 fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// Spawns the binary and waits for its "listening on" line.
@@ -178,7 +184,10 @@ impl Resp {
 
     /// `body[field]` as a string.
     pub fn str(&self, field: &str) -> String {
-        self.body[field].as_str().unwrap_or_else(|| panic!("no string {field} in {}", self.text)).to_string()
+        self.body[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("no string {field} in {}", self.text))
+            .to_string()
     }
 }
 
@@ -205,7 +214,10 @@ pub fn raw(method: &str, url: &str, headers: &[(String, String)], body: Option<S
     }
     let result = match body {
         Some(b) => {
-            if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
                 req = req.set("Content-Type", "application/json");
             }
             req.send_string(&b)
@@ -225,7 +237,12 @@ pub fn raw(method: &str, url: &str, headers: &[(String, String)], body: Option<S
         .collect();
     let text = resp.into_string().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Resp { status, body, text, headers }
+    Resp {
+        status,
+        body,
+        text,
+        headers,
+    }
 }
 
 /// Registers `user` and logs in; returns a session token.
@@ -254,8 +271,18 @@ pub fn login(s: &Server, user: &str) -> String {
 
 /// Creates an API key with a fresh session; returns the full key.
 pub fn api_key(s: &Server, user: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "worker-{}",
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let token = login(s, user);
-    let r = s.call("POST", "/generate-key", Some(&token), Some(serde_json::json!({"name": "worker"})));
+    let r = s.call(
+        "POST",
+        "/generate-key",
+        Some(&token),
+        Some(serde_json::json!({"name": name})),
+    );
     assert_eq!(r.status, 201, "{}", r.text);
     r.str("key")
 }
@@ -276,13 +303,17 @@ pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 /// Like [`call`], but `None` when the connection fails (the server was killed).
 pub fn try_call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> Option<Resp> {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
     let mut req = agent.request(method, url);
     if let Some(t) = token {
         req = req.set("Authorization", &format!("Bearer {t}"));
     }
     let result = match body {
-        Some(b) => req.set("Content-Type", "application/json").send_string(&b.to_string()),
+        Some(b) => req
+            .set("Content-Type", "application/json")
+            .send_string(&b.to_string()),
         None => req.call(),
     };
     let resp = match result {
@@ -293,7 +324,12 @@ pub fn try_call(method: &str, url: &str, token: Option<&str>, body: Option<Value
     let status = resp.status();
     let text = resp.into_string().ok()?;
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Some(Resp { status, body, text, headers: vec![] })
+    Some(Resp {
+        status,
+        body,
+        text,
+        headers: vec![],
+    })
 }
 
 /// The write-ahead log segments in `dir`, oldest first.

@@ -12,7 +12,9 @@ use serde_json::json;
 use super::super::auth::Need;
 use super::super::response::{json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
-use crate::accounts::{dummy_hash, hash_password, validate_registration, verify_password, AccountError};
+use crate::accounts::{
+    dummy_hash, hash_password, validate_registration, verify_password, AccountError,
+};
 use crate::clock::rfc3339;
 use crate::event::EventRef;
 
@@ -30,8 +32,16 @@ pub fn account_error(e: AccountError) -> ApiError {
 }
 
 /// Runs CPU-heavy password work on the blocking pool, a bounded number at once.
-pub async fn hashing<T: Send + 'static>(http: &Http, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    let _permit = http.app.hashing.acquire().await.map_err(|_| ApiError::internal())?;
+pub async fn hashing<T: Send + 'static>(
+    http: &Http,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let _permit = http
+        .app
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal())?;
     tokio::task::spawn_blocking(work).await.map_err(|e| {
         tracing::error!(error = %e, "password hashing task failed");
         ApiError::internal()
@@ -51,8 +61,13 @@ pub async fn register(http: &Http, ctx: &mut Ctx) -> Reply {
     http.check_ip(ctx)?;
     let body: Register = ctx.json().await?;
     let app = &http.app;
-    validate_registration(app.accounts.config(), &body.username, &body.password, body.email.as_deref())
-        .map_err(account_error)?;
+    validate_registration(
+        app.accounts.config(),
+        &body.username,
+        &body.password,
+        body.email.as_deref(),
+    )
+    .map_err(account_error)?;
     // Refuse a taken name before spending a hash on it; `register` checks again.
     if app.accounts.find(&body.username).is_some() {
         return Err(ApiError::conflict("Username already exists."));
@@ -66,9 +81,10 @@ pub async fn register(http: &Http, ctx: &mut Ctx) -> Reply {
         })?;
     let now = app.now();
     app.write(|rec| {
-        app.accounts.register(&body.username, body.email.as_deref(), hash, now, &mut |e| {
-            rec.record(EventRef::Account(e))
-        })
+        app.accounts
+            .register(&body.username, body.email.as_deref(), hash, now, &mut |e| {
+                rec.record(EventRef::Account(e))
+            })
     })
     .await?
     .map_err(account_error)?;
@@ -98,7 +114,10 @@ pub async fn login(http: &Http, ctx: &mut Ctx) -> Reply {
     };
     let now = app.now();
     let s = app
-        .write(|rec| app.accounts.create_session(account, now, &mut |e| rec.record(EventRef::Account(e))))
+        .write(|rec| {
+            app.accounts
+                .create_session(account, now, &mut |e| rec.record(EventRef::Account(e)))
+        })
         .await?;
     Ok(json(
         StatusCode::OK,
@@ -114,7 +133,10 @@ pub async fn logout(http: &Http, ctx: &mut Ctx) -> Reply {
         _ => return Err(ApiError::unauthorized("Missing session token.")),
     };
     let app = &http.app;
-    app.write(|rec| app.accounts.end_session(&token, &mut |e| rec.record(EventRef::Account(e))))
-        .await?;
+    app.write(|rec| {
+        app.accounts
+            .end_session(&token, &mut |e| rec.record(EventRef::Account(e)))
+    })
+    .await?;
     message(StatusCode::OK, "Logged out.")
 }

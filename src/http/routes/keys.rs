@@ -28,12 +28,20 @@ fn key_error(e: ApiKeyError) -> ApiError {
     }
 }
 
-async fn create(http: &Http, caller: Caller, req: CreateKey) -> Result<crate::apikeys::NewKey, ApiError> {
+async fn create(
+    http: &Http,
+    caller: Caller,
+    req: CreateKey,
+) -> Result<crate::apikeys::NewKey, ApiError> {
     let app = &http.app;
     let now = app.now();
-    app.write(|rec| app.apikeys.create(caller.account, req, now, &mut |e| rec.record(EventRef::ApiKey(e))))
-        .await?
-        .map_err(key_error)
+    app.write(|rec| {
+        app.apikeys.create(caller.account, req, now, &mut |e| {
+            rec.record(EventRef::ApiKey(e))
+        })
+    })
+    .await?
+    .map_err(key_error)
 }
 
 #[derive(Deserialize)]
@@ -46,7 +54,11 @@ struct Seed000Create {
 pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Session)?;
     let body: Seed000Create = ctx.json().await?;
-    let me = http.app.accounts.get(caller.account).ok_or_else(ApiError::internal)?;
+    let me = http
+        .app
+        .accounts
+        .get(caller.account)
+        .ok_or_else(ApiError::internal)?;
     if !body.creator.eq_ignore_ascii_case(&me.username) {
         return Err(ApiError::forbidden(
             "Field `creator` must be the signed-in user's username.",
@@ -58,7 +70,12 @@ pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let new = create(
         http,
         caller,
-        CreateKey { name: Some(body.name), expires_in: None, rate_limit: None, primary: false },
+        CreateKey {
+            name: Some(body.name),
+            expires_in: None,
+            rate_limit: None,
+            primary: false,
+        },
     )
     .await?;
     Ok(json(
@@ -79,7 +96,9 @@ pub async fn seed000_delete(http: &Http, ctx: &mut Ctx) -> Reply {
     let app = &http.app;
     app.write(|rec| {
         app.apikeys
-            .delete_by_name(caller.account, &body.name, &mut |e| rec.record(EventRef::ApiKey(e)))
+            .delete_by_name(caller.account, &body.name, &mut |e| {
+                rec.record(EventRef::ApiKey(e))
+            })
     })
     .await?
     .map_err(|e| match e {
@@ -106,7 +125,12 @@ pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
     let new = create(
         http,
         caller,
-        CreateKey { name: body.name, expires_in: body.expires_in, rate_limit: body.rate_limit, primary: false },
+        CreateKey {
+            name: body.name,
+            expires_in: body.expires_in,
+            rate_limit: body.rate_limit,
+            primary: false,
+        },
     )
     .await?;
     Ok(json(
@@ -147,7 +171,9 @@ pub async fn revoke(http: &Http, ctx: &mut Ctx) -> Reply {
     let now = app.now();
     app.write(|rec| {
         app.apikeys
-            .revoke(caller.account, body.key.trim(), now, &mut |e| rec.record(EventRef::ApiKey(e)))
+            .revoke(caller.account, body.key.trim(), now, &mut |e| {
+                rec.record(EventRef::ApiKey(e))
+            })
     })
     .await?
     .map_err(|e| match e {
@@ -199,7 +225,9 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let new = app
         .write(|rec| {
             app.apikeys
-                .replace_primary(caller.account, body.key_name, now, &mut |e| rec.record(EventRef::ApiKey(e)))
+                .replace_primary(caller.account, body.key_name, now, &mut |e| {
+                    rec.record(EventRef::ApiKey(e))
+                })
         })
         .await?
         .map_err(key_error)?;
@@ -221,8 +249,9 @@ pub async fn seed003_revoke(http: &Http, ctx: &mut Ctx, who: &str) -> Reply {
     let app = &http.app;
     let now = app.now();
     app.write(|rec| {
-        app.apikeys
-            .revoke_primary(caller.account, now, &mut |e| rec.record(EventRef::ApiKey(e)))
+        app.apikeys.revoke_primary(caller.account, now, &mut |e| {
+            rec.record(EventRef::ApiKey(e))
+        })
     })
     .await?
     .map_err(|e| match e {

@@ -32,12 +32,37 @@ pub fn metrics(http: &Http) -> Reply {
     http.metrics.render(&mut out);
     let t = http.app.pools.totals();
     gauge(&mut out, "keypool_pool_keys", "Keys in all pools.", t.total);
-    gauge(&mut out, "keypool_pool_keys_available", "Keys free for checkout in all pools.", t.available);
-    gauge(&mut out, "keypool_pool_keys_blocked", "Keys checked out in all pools.", t.blocked);
+    gauge(
+        &mut out,
+        "keypool_pool_keys_available",
+        "Keys free for checkout in all pools.",
+        t.available,
+    );
+    gauge(
+        &mut out,
+        "keypool_pool_keys_blocked",
+        "Keys checked out in all pools.",
+        t.blocked,
+    );
     let m = http.app.log.metrics();
-    gauge(&mut out, "keypool_wal_fsyncs_total", "fdatasync calls on the write-ahead log.", m.fsyncs);
-    gauge(&mut out, "keypool_wal_bytes_total", "Bytes written to the write-ahead log.", m.bytes_written);
-    gauge(&mut out, "keypool_wal_records_total", "Records appended to the write-ahead log.", m.records);
+    gauge(
+        &mut out,
+        "keypool_wal_fsyncs_total",
+        "fdatasync calls on the write-ahead log.",
+        m.fsyncs,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_bytes_total",
+        "Bytes written to the write-ahead log.",
+        m.bytes_written,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_records_total",
+        "Records appended to the write-ahead log.",
+        m.records,
+    );
     gauge(
         &mut out,
         "keypool_wal_writable",

@@ -32,9 +32,9 @@ fn key_id(raw: &str) -> Result<Uuid, ApiError> {
 fn lease(ctx: &Ctx) -> Result<Option<Uuid>, ApiError> {
     match ctx.query("lease_id") {
         None => Ok(None),
-        Some(s) => Uuid::parse_str(&s)
-            .map(Some)
-            .map_err(|_| ApiError::bad_request("Invalid query parameter `lease_id`: expected a UUID.")),
+        Some(s) => Uuid::parse_str(&s).map(Some).map_err(|_| {
+            ApiError::bad_request("Invalid query parameter `lease_id`: expected a UUID.")
+        }),
     }
 }
 
@@ -44,7 +44,10 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
     let app = &http.app;
     let now = app.now();
     let created = app
-        .write(|rec| app.pools.create(caller.account, now, &mut |e| rec.record(EventRef::Pool(e))))
+        .write(|rec| {
+            app.pools
+                .create(caller.account, now, &mut |e| rec.record(EventRef::Pool(e)))
+        })
         .await?;
     Ok(json(
         StatusCode::CREATED,
@@ -58,7 +61,10 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx) -> Reply {
     let app = &http.app;
     let now = app.now();
     let c = app
-        .write(|rec| app.pools.checkout(caller.account, now, &mut |e| rec.record(EventRef::Pool(e))))
+        .write(|rec| {
+            app.pools
+                .checkout(caller.account, now, &mut |e| rec.record(EventRef::Pool(e)))
+        })
         .await?
         .map_err(pool_error)?;
     Ok(json(
@@ -103,8 +109,9 @@ pub async fn release(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let app = &http.app;
     let now = app.now();
     app.write(|rec| {
-        app.pools
-            .release(caller.account, id, lease, now, &mut |e| rec.record(EventRef::Pool(e)))
+        app.pools.release(caller.account, id, lease, now, &mut |e| {
+            rec.record(EventRef::Pool(e))
+        })
     })
     .await?
     .map_err(|e| match e {
@@ -122,8 +129,9 @@ pub async fn delete(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let app = &http.app;
     let now = app.now();
     app.write(|rec| {
-        app.pools
-            .delete(caller.account, id, lease, now, &mut |e| rec.record(EventRef::Pool(e)))
+        app.pools.delete(caller.account, id, lease, now, &mut |e| {
+            rec.record(EventRef::Pool(e))
+        })
     })
     .await?
     .map_err(pool_error)?;
@@ -138,8 +146,9 @@ pub async fn keepalive(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let now = app.now();
     let expires_at = app
         .write(|rec| {
-            app.pools
-                .keepalive(caller.account, id, now, &mut |e| rec.record(EventRef::Pool(e)))
+            app.pools.keepalive(caller.account, id, now, &mut |e| {
+                rec.record(EventRef::Pool(e))
+            })
         })
         .await?
         .map_err(pool_error)?;

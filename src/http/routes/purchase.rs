@@ -19,7 +19,8 @@ use super::accounts::hashing;
 use super::param;
 use crate::event::EventRef;
 use crate::purchase::{
-    hash_pin, parse_range, validate_pin, verify_pin, PinCheckError, Purchase, PurchaseError, PurchaseStatus, StartOutcome, Video, VideoSource,
+    hash_pin, parse_range, validate_pin, verify_pin, PinCheckError, Purchase, PurchaseError,
+    PurchaseStatus, StartOutcome, Video, VideoSource,
 };
 
 /// How long a stream URL stays valid: long enough to watch and seek through a
@@ -31,7 +32,9 @@ const MAX_CHUNK: u64 = 8 << 20;
 /// The one mapping of purchase and PIN errors to answers.
 fn pin_error(e: PinCheckError) -> ApiError {
     match e {
-        PinCheckError::NoPin => ApiError::bad_request("No purchase PIN is set. Set a PIN first (PUT /api/user/pin)."),
+        PinCheckError::NoPin => {
+            ApiError::bad_request("No purchase PIN is set. Set a PIN first (PUT /api/user/pin).")
+        }
         PinCheckError::Invalid => ApiError::bad_request("Field `pin` must be 4 to 8 digits."),
         PinCheckError::Wrong { .. } => ApiError::forbidden("Incorrect PIN."),
         PinCheckError::Locked { retry_after_secs } => ApiError {
@@ -46,7 +49,9 @@ fn pin_error(e: PinCheckError) -> ApiError {
 
 fn purchase_error(e: PurchaseError) -> ApiError {
     match e {
-        PurchaseError::InsufficientBalance => ApiError::new(StatusCode::PAYMENT_REQUIRED, "Insufficient balance."),
+        PurchaseError::InsufficientBalance => {
+            ApiError::new(StatusCode::PAYMENT_REQUIRED, "Insufficient balance.")
+        }
     }
 }
 
@@ -98,11 +103,20 @@ pub fn info(http: &Http, ctx: &mut Ctx) -> Reply {
     });
     if let (Some(p), Some(obj)) = (latest, body.as_object_mut()) {
         obj.extend(purchase_json(http, &p));
-        obj.insert("purchased".into(), json!(p.status == PurchaseStatus::Purchased));
+        obj.insert(
+            "purchased".into(),
+            json!(p.status == PurchaseStatus::Purchased),
+        );
     }
     if let (Some(c), Some(obj)) = (caller, body.as_object_mut()) {
-        obj.insert("balance".into(), json!(http.app.accounts.balance(c.account).unwrap_or(0)));
-        obj.insert("has_pin".into(), json!(http.app.purchases.has_pin(c.account)));
+        obj.insert(
+            "balance".into(),
+            json!(http.app.accounts.balance(c.account).unwrap_or(0)),
+        );
+        obj.insert(
+            "has_pin".into(),
+            json!(http.app.purchases.has_pin(c.account)),
+        );
     }
     Ok(json(StatusCode::OK, &body))
 }
@@ -116,6 +130,11 @@ struct SetPin {
 pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Session)?;
     let body: SetPin = ctx.json().await?;
+    // A lockout would mean little if the one locked out could set a new PIN.
+    http.app
+        .purchases
+        .check_lock(caller.account, http.app.now())
+        .map_err(pin_error)?;
     validate_pin(&body.pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
     let p = body.pin;
     let hash = hashing(http, move || hash_pin(&p))
@@ -123,8 +142,9 @@ pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
         .map_err(|_| pin_error(PinCheckError::Invalid))?;
     let app = &http.app;
     app.write(|rec| {
-        app.purchases
-            .set_pin(caller.account, hash, &mut |e| rec.record(EventRef::Purchase(e)))
+        app.purchases.set_pin(caller.account, hash, &mut |e| {
+            rec.record(EventRef::Purchase(e))
+        })
     })
     .await?;
     message(StatusCode::OK, "PIN set.")
@@ -154,7 +174,9 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
         .ok_or_else(|| ApiError::bad_request("Field `pin` is required."))?;
     validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
     let now = app.now();
-    app.purchases.check_lock(caller.account, now).map_err(pin_error)?;
+    app.purchases
+        .check_lock(caller.account, now)
+        .map_err(pin_error)?;
     let hash = app
         .purchases
         .pin_hash(caller.account)
@@ -165,10 +187,16 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
         let outcome = app
             .write(|rec| {
                 app.purchases
-                    .record_wrong_pin(caller.account, now, &mut |e| rec.record(EventRef::Purchase(e)))
+                    .record_wrong_pin(caller.account, now, &mut |e| {
+                        rec.record(EventRef::Purchase(e))
+                    })
             })
             .await?;
-        return Err(pin_error(outcome.err().unwrap_or(PinCheckError::Wrong { remaining: 0 })));
+        return Err(pin_error(
+            outcome
+                .err()
+                .unwrap_or(PinCheckError::Wrong { remaining: 0 }),
+        ));
     }
     let started = app
         .write(|rec| -> Result<StartOutcome, ApiError> {
@@ -210,7 +238,9 @@ pub async fn stream(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
         .get(&id)
         .ok_or_else(|| ApiError::not_found("No video with that id."))?
         .clone();
-    let denied = || ApiError::forbidden("This stream link is not valid: buy the video, then use the stream_url that /video/info gives.");
+    let denied = || {
+        ApiError::forbidden("This stream link is not valid: buy the video, then use the stream_url that /video/info gives.")
+    };
     let token = ctx.query("token").ok_or_else(denied)?;
     let account = http
         .app
@@ -235,8 +265,11 @@ pub async fn stream(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
         Some(h) => match parse_range(h, len) {
             Ok(r) => r,
             Err(_) => {
-                let mut e = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "The requested range is outside the video.")
-                    .into_response();
+                let mut e = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "The requested range is outside the video.",
+                )
+                .into_response();
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                     e.headers_mut().insert(CONTENT_RANGE, v);
                 }
@@ -249,7 +282,11 @@ pub async fn stream(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
         None if len > MAX_CHUNK => (0, MAX_CHUNK - 1, StatusCode::PARTIAL_CONTENT),
         None => (0, len.saturating_sub(1), StatusCode::OK),
     };
-    let body = if len == 0 { Bytes::new() } else { reader.read(first, last).await? };
+    let body = if len == 0 {
+        Bytes::new()
+    } else {
+        reader.read(first, last).await?
+    };
     let mut resp = bytes_response(status, v.content_type(), body);
     let h = resp.headers_mut();
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -278,7 +315,9 @@ impl Source {
                     ApiError::internal()
                 };
                 let mut f = tokio::fs::File::open(path).await.map_err(fail)?;
-                f.seek(std::io::SeekFrom::Start(first)).await.map_err(fail)?;
+                f.seek(std::io::SeekFrom::Start(first))
+                    .await
+                    .map_err(fail)?;
                 let mut buf = vec![0; (last - first + 1) as usize];
                 f.read_exact(&mut buf).await.map_err(fail)?;
                 Ok(Bytes::from(buf))
