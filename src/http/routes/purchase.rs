@@ -33,7 +33,7 @@ const MAX_CHUNK: u64 = 8 << 20;
 fn pin_error(e: PinCheckError) -> ApiError {
     match e {
         PinCheckError::NoPin => {
-            ApiError::bad_request("No purchase PIN is set. Set a PIN first (PUT /api/user/pin).")
+            ApiError::bad_request("No purchase PIN is set yet. Set a PIN first.")
         }
         PinCheckError::Invalid => ApiError::bad_request("Field `pin` must be 4 to 8 digits."),
         PinCheckError::Wrong { .. } => ApiError::forbidden("Incorrect PIN."),
