@@ -153,8 +153,15 @@ impl Http {
                 "server error answered"
             );
         }
-        self.metrics
-            .record(label, resp.status().as_u16(), started.elapsed());
+        let took = started.elapsed();
+        tracing::debug!(
+            route = label,
+            status = resp.status().as_u16(),
+            micros = took.as_micros() as u64,
+            %peer,
+            "answered"
+        );
+        self.metrics.record(label, resp.status().as_u16(), took);
         resp
     }
 
