@@ -128,7 +128,7 @@ fn main() -> ExitCode {
     }
     let mut prepared = None;
     if all || s == Scenario::Snapshot {
-        let result = scenarios::snapshot(&rt, &args).map(|(t, p)| {
+        let result = scenarios::snapshot(&rt, &args, !all).map(|(t, p)| {
             prepared = Some(p);
             t
         });

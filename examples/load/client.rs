@@ -184,6 +184,21 @@ impl Outcome {
         self.samples.len() as f64 / self.window.as_secs_f64().max(1e-9)
     }
 
+    /// Adds another run (or connection) of the same work: samples, steps and
+    /// errors add up, and so do the windows of whole runs. Sample start times
+    /// stay relative to their own run's `t0`.
+    pub fn merge(&mut self, o: Outcome) {
+        self.samples.extend(o.samples);
+        self.steps += o.steps;
+        self.errors += o.errors;
+        if self.first_error.is_none() {
+            self.first_error = o.first_error;
+        }
+        self.ids.extend(o.ids);
+        self.window += o.window;
+        self.t0 = self.t0.or(o.t0);
+    }
+
     /// The first error, if any, as a note for the report.
     pub fn error_note(&self) -> Option<String> {
         self.first_error
@@ -244,14 +259,7 @@ pub async fn drive(
         ..Outcome::default()
     };
     for t in tasks {
-        let o = t.await?;
-        total.samples.extend(o.samples);
-        total.steps += o.steps;
-        total.errors += o.errors;
-        if total.first_error.is_none() {
-            total.first_error = o.first_error;
-        }
-        total.ids.extend(o.ids);
+        total.merge(t.await?);
     }
     total.ids.truncate(keep_ids);
     total.window = match until {

@@ -243,6 +243,35 @@ impl Child9 {
         }
     }
 
+    /// The process's resident set size in bytes.
+    pub fn rss_bytes(&self) -> Result<u64, BoxError> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        vm_rss(&status).ok_or_else(|| "no VmRSS in /proc/PID/status".into())
+    }
+
+    /// SIGTERM, and waits for the clean exit (which writes a final snapshot);
+    /// returns how long that took.
+    pub fn terminate(mut self) -> Result<Duration, BoxError> {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !sent.success() {
+            return Err("kill -TERM failed".into());
+        }
+        while started.elapsed() < START_LIMIT {
+            if let Some(status) = self.child.try_wait()? {
+                return if status.success() {
+                    Ok(started.elapsed())
+                } else {
+                    Err(format!("keypool exited with {status} on SIGTERM").into())
+                };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err("keypool did not stop in time after SIGTERM".into())
+    }
+
     /// SIGKILL: no snapshot, no flush.
     pub fn kill9(mut self) -> Result<(), BoxError> {
         self.child.kill()?;
@@ -269,6 +298,12 @@ pub fn profile_dir() -> Result<PathBuf, BoxError> {
         .ok_or_else(|| "cannot locate the target directory".into())
 }
 
+/// The `keypool` binary beside this example's profile directory, if built.
+pub fn keypool_binary() -> Result<Option<PathBuf>, BoxError> {
+    let bin = profile_dir()?.join("keypool");
+    Ok(bin.is_file().then_some(bin))
+}
+
 /// A fresh temporary data directory under the target directory.
 pub fn temp_dir(label: &str) -> Result<tempfile::TempDir, BoxError> {
     Ok(tempfile::Builder::new()
@@ -276,16 +311,19 @@ pub fn temp_dir(label: &str) -> Result<tempfile::TempDir, BoxError> {
         .tempdir_in(profile_dir()?)?)
 }
 
-/// This process's resident set size in bytes (`VmRSS`), or 0 where unknown.
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// This process's resident set size in bytes (`VmRSS`).
+pub fn rss_bytes() -> Result<u64, BoxError> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    vm_rss(&status).ok_or_else(|| "no VmRSS in /proc/self/status".into())
+}
+
+/// `VmRSS` in bytes from the text of a `/proc/PID/status`.
+fn vm_rss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
 }
 
 /// Snapshots seen by [`SnapshotSpy`]: when each finished and how long it took.

@@ -11,8 +11,8 @@ pub struct Check {
     pub what: String,
     /// The measured value, formatted.
     pub measured: String,
-    /// Whether it met the target.
-    pub pass: bool,
+    /// Whether it met the target; `None` when it could not be measured.
+    pub pass: Option<bool>,
 }
 
 /// One scenario's printed result.
@@ -65,7 +65,16 @@ impl Table {
         self.checks.push(Check {
             what: what.into(),
             measured: measured.into(),
-            pass,
+            pass: Some(pass),
+        });
+    }
+
+    /// Adds a target that this run could not measure, saying why.
+    pub fn not_measured(&mut self, what: impl Into<String>, why: impl Into<String>) {
+        self.checks.push(Check {
+            what: what.into(),
+            measured: why.into(),
+            pass: None,
         });
     }
 
@@ -120,7 +129,11 @@ pub fn print_checks(checks: &[Check]) {
             " ".repeat(w - c.what.chars().count()),
             " ".repeat(m - c.measured.chars().count()),
             c.measured,
-            if c.pass { "PASS" } else { "MISS" }
+            match c.pass {
+                Some(true) => "PASS",
+                Some(false) => "MISS",
+                None => "n/a",
+            }
         );
     }
 }
