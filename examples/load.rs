@@ -7,10 +7,12 @@
 //! ```
 //!
 //! Every server runs in this process on 127.0.0.1:0, each on its own thread
-//! with a 2-worker tokio runtime (except the recovery scenario's, which is the
-//! real binary so that it can be killed with SIGKILL); the load generator is a
-//! 2-worker runtime of keep-alive HTTP/1.1 connections (hyper's low-level
-//! client), each looping requests back to back. Every scenario prints a table
+//! with a 2-worker tokio runtime, except where the real binary
+//! (`target/release/keypool`) is needed and built: the recovery scenario kills
+//! it with SIGKILL, and the snapshot scenario loads its keys into it to read
+//! the memory of a process that holds nothing but the server. The load
+//! generator is a 2-worker runtime of keep-alive HTTP/1.1 connections (hyper's
+//! low-level client), each looping requests back to back. Every scenario prints a table
 //! and its targets with PASS/MISS; nothing is asserted. Data directories are
 //! temporary directories under `target/<profile>/`, removed afterwards.
 
