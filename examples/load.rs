@@ -18,6 +18,8 @@
 
 #[path = "load/client.rs"]
 mod client;
+#[path = "load/durability.rs"]
+mod durability;
 #[path = "load/harness.rs"]
 mod harness;
 #[path = "load/report.rs"]
@@ -130,14 +132,17 @@ fn main() -> ExitCode {
     }
     let mut prepared = None;
     if all || s == Scenario::Snapshot {
-        let result = scenarios::snapshot(&rt, &args, !all).map(|(t, p)| {
+        let result = durability::snapshot(&rt, &args, !all).map(|(t, p)| {
             prepared = Some(p);
             t
         });
         record("snapshot", result);
     }
     if all || s == Scenario::Recovery {
-        record("recovery", scenarios::recovery(&rt, &args, prepared.take()));
+        record(
+            "recovery",
+            durability::recovery(&rt, &args, prepared.take()),
+        );
     }
     if all {
         println!("\n== summary ({:.0} s)", started.elapsed().as_secs_f64());
