@@ -506,3 +506,9 @@ fn zero_shards_means_one() {
     let k = p.create(A, T0, &mut |_| {}).key_id;
     assert_eq!(p.checkout(A, T0, &mut |_| {}).map(|c| c.key_id), Ok(k));
 }
+
+#[test]
+fn pools_is_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Pools>();
+}
