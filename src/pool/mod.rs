@@ -35,6 +35,8 @@
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod replay_tests;
 mod shard;
 #[cfg(test)]
 mod tests;
