@@ -4,6 +4,24 @@
 //! Each pool is built once per size, outside the timed loops, and each loop
 //! keeps the pool's size steady. Emitting is a no-op.
 //!
+//! What is measured, and what is kept out of the timed code:
+//! - The clock advances by 1 ms per operation, as in real use: deadlines are
+//!   `now + ttl`, so they arrive in order (the pool's common case).
+//! - Keys an operation acts on are picked uniformly at random from the whole
+//!   pool, so the random access into a large key table that a real client's
+//!   request causes is part of the cost. The picks are drawn before timing, into
+//!   a vector read front to back, so neither the RNG nor cache misses on a
+//!   vector of ids are counted as the operation.
+//! - create: BATCH creates (timed); deleting them again (untimed).
+//! - checkout_release: one checkout of a random free key plus its release.
+//! - keepalive: one keepalive of a random key.
+//! - delete: BATCH deletes of distinct random keys (timed); creating their
+//!   replacements (untimed).
+//! - reap_per_key: a separate pool of the same size in steady state, where key
+//!   `i` was created at ms `i` with `key_ttl` = size ms; untimed, BATCH more
+//!   creates; timed, the reap that deletes the BATCH oldest keys (whose slots
+//!   were last touched a whole pool ago, so cold). One iteration = one key.
+//!
 //! Run with `cargo bench --bench pool`. Under `cargo bench` it first prints the
 //! resident memory per key of a 1,000,000-key pool (VmRSS before and after
 //! building it); it prints, it does not assert (benchmarks are not tests).
@@ -15,12 +33,17 @@ use criterion::{BenchmarkId, Criterion};
 use keypool::clock::Millis;
 use keypool::ids::AccountId;
 use keypool::pool::{PoolConfig, PoolEvent, Pools};
+use rand::seq::index::sample;
+use rand::Rng;
 use uuid::Uuid;
 
 const OWNER: AccountId = AccountId(1);
 const SIZES: [usize; 3] = [1_000, 100_000, 1_000_000];
-/// Keys created or deleted per timed batch in the create and delete benches.
+/// Keys created or deleted per timed batch in the create, delete and reap benches.
 const BATCH: usize = 1_000;
+/// Random keepalive picks drawn ahead (cycled through): 16 MiB, far more
+/// than any cache, read in order so that the prefetcher hides it.
+const PICKS: usize = 1 << 20;
 /// The time the pools are built at.
 const T0: Millis = 1_000;
 /// Long enough that no key of the base pool expires while benchmarking.
@@ -28,26 +51,29 @@ const KEY_TTL: Millis = 1 << 50;
 
 fn noop(_: &PoolEvent) {}
 
-fn config() -> PoolConfig {
+fn config(key_ttl: Millis) -> PoolConfig {
     PoolConfig {
-        key_ttl: KEY_TTL,
+        key_ttl,
         block_ttl: 60_000,
         ..PoolConfig::default()
     }
 }
 
-/// A pool of `size` free keys of [`OWNER`], and their ids.
-fn build(size: usize) -> (Pools, Vec<Uuid>) {
-    let pools = Pools::new(config());
+/// A pool of `size` free keys of [`OWNER`], created 1 ms apart from `T0` on,
+/// and their ids.
+fn build(size: usize, key_ttl: Millis) -> (Pools, Vec<Uuid>) {
+    let pools = Pools::new(config(key_ttl));
     let keys = (0..size)
-        .map(|_| pools.create(OWNER, T0, &mut noop).key_id)
+        .map(|i| pools.create(OWNER, T0 + i as Millis, &mut noop).key_id)
         .collect();
     (pools, keys)
 }
 
 fn bench_size(c: &mut Criterion, size: usize) {
-    let (pools, keys) = build(size);
+    let (pools, mut keys) = build(size, KEY_TTL);
+    let mut now = T0 + size as Millis;
     let id = BenchmarkId::from_parameter(size);
+    let mut rng = rand::thread_rng();
 
     // Timed: BATCH creates. Untimed: deleting them again.
     c.benchmark_group("create").bench_function(id.clone(), |b| {
@@ -59,11 +85,12 @@ fn bench_size(c: &mut Criterion, size: usize) {
                 let n = left.min(BATCH);
                 let start = Instant::now();
                 for _ in 0..n {
-                    made.push(pools.create(OWNER, T0, &mut noop).key_id);
+                    now += 1;
+                    made.push(pools.create(OWNER, now, &mut noop).key_id);
                 }
                 spent += start.elapsed();
                 for k in made.drain(..) {
-                    let _ = pools.delete(OWNER, k, None, T0, &mut noop);
+                    let _ = pools.delete(OWNER, k, None, now, &mut noop);
                 }
                 left -= n;
             }
@@ -74,68 +101,48 @@ fn bench_size(c: &mut Criterion, size: usize) {
     c.benchmark_group("checkout_release")
         .bench_function(id.clone(), |b| {
             b.iter(|| {
+                now += 1;
                 let lease = pools
-                    .checkout(OWNER, T0, &mut noop)
+                    .checkout(OWNER, now, &mut noop)
                     .expect("the pool has free keys");
-                black_box(pools.release(OWNER, lease.key_id, Some(lease.lease_id), T0, &mut noop))
+                black_box(pools.release(OWNER, lease.key_id, Some(lease.lease_id), now, &mut noop))
             })
         });
 
-    // Each keepalive moves a key's deadline (now advances), as in real use.
-    let mut now = T0;
-    let mut i = 0;
+    let picks: Vec<Uuid> = (0..PICKS)
+        .map(|_| keys[rng.gen_range(0..keys.len())])
+        .collect();
+    let mut next = 0;
     c.benchmark_group("keepalive")
         .bench_function(id.clone(), |b| {
             b.iter(|| {
                 now += 1;
-                i = (i + 7_919) % keys.len();
-                black_box(pools.keepalive(OWNER, keys[i], now, &mut noop))
+                next = (next + 1) % PICKS;
+                black_box(pools.keepalive(OWNER, picks[next], now, &mut noop))
             })
         });
+    drop(picks);
 
-    // Untimed: BATCH creates. Timed: deleting them.
+    // Untimed: choosing BATCH distinct random keys. Timed: deleting them.
+    // Untimed: creating their replacements.
     c.benchmark_group("delete").bench_function(id.clone(), |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             let mut left = iters as usize;
             while left > 0 {
                 let n = left.min(BATCH);
-                let made: Vec<Uuid> = (0..n)
-                    .map(|_| pools.create(OWNER, T0, &mut noop).key_id)
-                    .collect();
+                let at = sample(&mut rng, keys.len(), n);
+                let victims: Vec<Uuid> = at.iter().map(|i| keys[i]).collect();
+                now += 1;
                 let start = Instant::now();
-                for &k in &made {
-                    black_box(pools.delete(OWNER, k, None, T0, &mut noop).is_ok());
+                for &k in &victims {
+                    black_box(pools.delete(OWNER, k, None, now, &mut noop).is_ok());
                 }
                 spent += start.elapsed();
-                left -= n;
-            }
-            spent
-        })
-    });
-
-    // Untimed: BATCH keys that expire at `due` (inserted as replay would).
-    // Timed: the reap that deletes them. One iteration = one key reaped.
-    let mut due = T0;
-    c.benchmark_group("reap_per_key").bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let mut spent = Duration::ZERO;
-            let mut left = iters as usize;
-            while left > 0 {
-                let n = left.min(BATCH);
-                due += 1;
-                for _ in 0..n {
-                    pools.apply(&PoolEvent::Created {
-                        owner: OWNER,
-                        key_id: Uuid::new_v4(),
-                        created_at: T0,
-                        expires_at: due,
-                    });
+                for i in at.iter() {
+                    now += 1;
+                    keys[i] = pools.create(OWNER, now, &mut noop).key_id;
                 }
-                let start = Instant::now();
-                let reaped = pools.reap(due, &mut noop);
-                spent += start.elapsed();
-                assert_eq!(reaped.expired, n, "the batch, and only the batch, expired");
                 left -= n;
             }
             spent
@@ -146,6 +153,40 @@ fn bench_size(c: &mut Criterion, size: usize) {
         pools.totals().total as usize,
         size,
         "the pool kept its size"
+    );
+    drop(pools);
+
+    // Key i was created at T0 + i and expires `size` ms later; each create
+    // below advances the clock 1 ms, so a reap at `rnow` finds exactly the
+    // BATCH keys created `size` ms earlier due.
+    let (pools, _) = build(size, size as Millis);
+    let mut rnow = T0 + size as Millis - 1;
+    c.benchmark_group("reap_per_key").bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let n = left.min(BATCH);
+                for _ in 0..n {
+                    rnow += 1;
+                    pools.create(OWNER, rnow, &mut noop);
+                }
+                let start = Instant::now();
+                let reaped = pools.reap(rnow, &mut noop);
+                spent += start.elapsed();
+                assert_eq!(
+                    reaped.expired, n,
+                    "the oldest n keys, and only they, expired"
+                );
+                left -= n;
+            }
+            spent
+        })
+    });
+    assert_eq!(
+        pools.totals().total as usize,
+        size,
+        "the reap pool kept its size"
     );
 }
 
@@ -164,7 +205,7 @@ fn memory_per_key() {
         println!("memory per key: /proc/self/status unavailable");
         return;
     };
-    let pools = Pools::new(config());
+    let pools = Pools::new(config(KEY_TTL));
     for _ in 0..N {
         pools.create(OWNER, T0, &mut noop);
     }

@@ -50,6 +50,10 @@ fn image_and_restore_round_trip() {
     let q = Pools::restore(PoolConfig { shards: 3, ..cfg() }, decoded);
     assert_eq!(state(&q), state(&p));
     assert_eq!(q.next_deadline(), p.next_deadline());
+    for shard in q.shards.iter() {
+        let s = shard.lock();
+        assert_eq!(s.late_lens(), (0, 0), "restore sorted the deadlines");
+    }
     for k in &image.keys {
         assert_eq!(q.get(k.owner, k.key_id, T0), p.get(k.owner, k.key_id, T0));
     }
