@@ -33,8 +33,13 @@
 //! [`Pools::totals`] and [`Pools::get`] (which have no `emit`) wait for the
 //! reaper to record what has lapsed (`get` reports the settled view anyway).
 
+mod deadlines;
+mod hash;
+mod index;
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod replay_tests;
 mod shard;
 #[cfg(test)]
 mod tests;
@@ -322,7 +327,7 @@ impl Pools {
                 blocked_at: now,
                 blocked_until,
             };
-            shard.commit(ev, emit);
+            shard.commit_at(slot, ev, emit);
             drop(shard);
             self.note_deadline(blocked_until);
             return Ok(Checkout {
@@ -372,7 +377,7 @@ impl Pools {
             (None, Some(_)) => Err(PoolError::LeaseMismatch),
             (Some(b), Some(l)) if b.lease_id != l => Err(PoolError::LeaseMismatch),
             (Some(_), _) => {
-                shard.commit(PoolEvent::Released { owner, key_id }, emit);
+                shard.commit_at(slot, PoolEvent::Released { owner, key_id }, emit);
                 Ok(())
             }
         }
@@ -396,7 +401,7 @@ impl Pools {
                 return Err(PoolError::LeaseMismatch);
             }
         }
-        shard.commit(PoolEvent::Deleted { owner, key_id }, emit);
+        shard.commit_at(slot, PoolEvent::Deleted { owner, key_id }, emit);
         Ok(())
     }
 
@@ -411,14 +416,14 @@ impl Pools {
     ) -> Result<Millis, PoolError> {
         let mut shard = self.shard_of(key_id).lock();
         let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
-        shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
+        let slot = shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
         let expires_at = now.saturating_add(self.cfg.key_ttl);
         let ev = PoolEvent::KeptAlive {
             owner,
             key_id,
             expires_at,
         };
-        shard.commit(ev, emit);
+        shard.commit_at(slot, ev, emit);
         drop(shard);
         self.note_deadline(expires_at);
         Ok(expires_at)
@@ -500,6 +505,11 @@ impl Pools {
                     blocked_until: b.blocked_until,
                 });
             }
+        }
+        // The image lists keys in slab order, so their deadlines went mostly
+        // to the fallback heaps; sort them into the FIFOs once.
+        for shard in pools.shards.iter() {
+            shard.lock().normalize_queues();
         }
         pools
     }

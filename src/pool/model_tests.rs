@@ -37,6 +37,10 @@ enum Op {
     Delete(u64, usize, Lease),
     Keepalive(u64, usize),
     Advance(Millis),
+    /// The wall clock steps back this far (after a reap, so that nothing the
+    /// model has settled is still pending in the pool). New deadlines then
+    /// arrive out of order and take the deadline queues' fallback heaps.
+    StepBack(Millis),
     Reap,
 }
 
@@ -52,6 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (owner.clone(), key, lease).prop_map(|(o, k, l)| Op::Delete(o, k, l)),
         2 => (owner, key).prop_map(|(o, k)| Op::Keepalive(o, k)),
         3 => (0..2_000u64).prop_map(Op::Advance),
+        1 => (0..3_000u64).prop_map(Op::StepBack),
         1 => Just(Op::Reap),
     ]
 }
@@ -235,6 +240,11 @@ fn run(ops: Vec<Op>) {
                 }
             }
             Op::Advance(d) => now += d,
+            Op::StepBack(d) => {
+                p.reap(now, &mut emit);
+                compare(&p, &m);
+                now -= d;
+            }
             Op::Reap => {
                 p.reap(now, &mut emit);
                 compare(&p, &m);

@@ -4,26 +4,32 @@
 //!
 //! Layout, chosen for the memory target (≤ 150 bytes per key at 1,000,000 keys):
 //! keys live in a slab (`slots`, a `Vec`) and everything else refers to them by
-//! their `u32` slot number, so the id index costs 20 bytes a bucket, a free-list
+//! their `u32` slot number, so the id index costs 8 bytes a bucket (see
+//! `index.rs`), a free-list
 //! entry 4 bytes and a deadline-queue entry 16 bytes. A slot records the
-//! owner, the two timestamps and `pos`, which says at once whether the key is
-//! free (its index in the owner's free list), blocked, or whether the slot is
-//! vacant. Block details live only in `blocked`, so free keys don't pay for them.
+//! owner, the two timestamps, a generation (bumped whenever the slot loses its
+//! key) and `pos`, which says at once whether the key is free (its index in the
+//! owner's free list), blocked, or whether the slot is vacant. Block details
+//! live only in `blocked`, so free keys don't pay for them.
 //!
-//! The two deadline queues use lazy deletion: a keepalive, release or delete
-//! leaves the old heap entry behind, and an entry counts only while it still
-//! matches the key's current deadline. When stale entries outnumber live ones
-//! the queue is rebuilt from its live entries, so the queues stay O(keys) and
-//! every operation stays O(log n) amortised.
+//! The two deadline queues ([`DeadlineQueue`]: a FIFO for the in-order common
+//! case plus a fallback heap) use lazy deletion: a keepalive, release or delete
+//! leaves the old entry behind, and an entry counts only while its slot still
+//! holds the same generation and the key's current deadline equals the entry's.
+//! When stale entries outnumber live ones the queue is rebuilt from its live
+//! entries, so the queues stay O(keys) and every operation stays O(1)
+//! amortised on the FIFO path and O(log n) at worst.
+//!
+//! The maps use [`FastMap`] (see `hash.rs` for why that is safe here).
 //!
 //! Every change goes through [`Shard::apply`], the function replay uses too.
-
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
 
 use rand::Rng;
 use uuid::Uuid;
 
+use super::deadlines::{DeadlineQueue, Entry};
+use super::hash::FastMap;
+use super::index::SlotIndex;
 use super::{BlockInfo, KeyImage, PoolEvent, Reaped, Stats};
 use crate::clock::Millis;
 use crate::ids::AccountId;
@@ -46,6 +52,9 @@ pub(super) struct Slot {
     /// Index of this slot in its owner's free list when the key is free;
     /// [`BLOCKED`] when it is checked out; [`VACANT`] when the slot is empty.
     pos: u32,
+    /// Bumped when the slot loses its key, so that deadline entries of a
+    /// deleted key never apply to the next key in the slot.
+    gen: u32,
 }
 
 /// How many keys one owner has in this shard.
@@ -69,7 +78,7 @@ impl Counts {
 #[derive(Debug, Default)]
 pub(super) struct Shard {
     /// key_id → slot, for every live key.
-    index: HashMap<Uuid, u32>,
+    index: SlotIndex,
     /// The slab of keys; vacant slots are reused before the slab grows.
     slots: Vec<Slot>,
     /// Vacant slots of `slots`.
@@ -77,25 +86,31 @@ pub(super) struct Shard {
     /// Per owner, the slots of its free (unblocked) keys in any order, so that
     /// checkout picks a uniformly random one in O(1) and removes it by
     /// `swap_remove` (the moved slot's `pos` is updated).
-    free: HashMap<AccountId, Vec<u32>>,
+    free: FastMap<AccountId, Vec<u32>>,
     /// Per owner with at least one key here, its counts.
-    counts: HashMap<AccountId, Counts>,
+    counts: FastMap<AccountId, Counts>,
     /// The sums of `counts` over all owners, for `/metrics` in O(1).
     totals: Counts,
     /// slot → block, for every checked-out key.
-    blocked: HashMap<u32, BlockInfo>,
-    /// (expires_at, slot) for every live key, plus stale entries (lazy deletion).
-    expiry: BinaryHeap<Reverse<(Millis, u32)>>,
-    /// (blocked_until, slot) for every blocked key, plus stale entries.
-    releases: BinaryHeap<Reverse<(Millis, u32)>>,
+    blocked: FastMap<u32, BlockInfo>,
+    /// (expires_at, slot, gen) for every live key, plus stale entries (lazy deletion).
+    expiry: DeadlineQueue,
+    /// (blocked_until, slot, gen) for every blocked key, plus stale entries.
+    releases: DeadlineQueue,
 }
 
 impl Shard {
     /// The slot of `key_id` if the key exists and belongs to `owner`: another
     /// owner's key is indistinguishable from a missing one.
     pub(super) fn find(&self, owner: AccountId, key_id: Uuid) -> Option<u32> {
-        let slot = *self.index.get(&key_id)?;
+        let slot = self.lookup(key_id)?;
         (self.slots[slot as usize].owner == owner).then_some(slot)
+    }
+
+    /// The slot of `key_id`, whoever owns it.
+    pub(super) fn lookup(&self, key_id: Uuid) -> Option<u32> {
+        self.index
+            .find(&key_id, |slot| self.slots[slot as usize].key_id == key_id)
     }
 
     /// The key in a live slot.
@@ -135,7 +150,15 @@ impl Shard {
     /// Applies `ev` to memory and hands it to `emit`. The caller holds the
     /// shard lock, so the log order matches the apply order for every key.
     pub(super) fn commit(&mut self, ev: PoolEvent, emit: &mut dyn FnMut(&PoolEvent)) {
-        self.apply(&ev);
+        self.apply_at(None, &ev);
+        emit(&ev);
+    }
+
+    /// [`Shard::commit`] for an event about the key the caller found at
+    /// `slot`: the same apply, minus one index search (a cache miss at a
+    /// million keys).
+    pub(super) fn commit_at(&mut self, slot: u32, ev: PoolEvent, emit: &mut dyn FnMut(&PoolEvent)) {
+        self.apply_at(Some(slot), &ev);
         emit(&ev);
     }
 
@@ -154,7 +177,7 @@ impl Shard {
             ..
         } = self.slots[slot as usize];
         if expires_at <= now {
-            self.commit(PoolEvent::Deleted { owner, key_id }, emit);
+            self.commit_at(slot, PoolEvent::Deleted { owner, key_id }, emit);
             return None;
         }
         if self
@@ -162,34 +185,27 @@ impl Shard {
             .get(&slot)
             .is_some_and(|b| b.blocked_until <= now)
         {
-            self.commit(PoolEvent::Released { owner, key_id }, emit);
+            self.commit_at(slot, PoolEvent::Released { owner, key_id }, emit);
         }
         Some(slot)
     }
 
     /// Deletes every key with `expires_at <= now` and releases every block
-    /// with `blocked_until <= now`. Amortised O(log n) per deadline handled.
+    /// with `blocked_until <= now`. Amortised O(1) per deadline handled when
+    /// deadlines came in order, O(log n) otherwise.
     pub(super) fn reap_due(&mut self, now: Millis, emit: &mut dyn FnMut(&PoolEvent)) -> Reaped {
         let mut reaped = Reaped::default();
-        while let Some(&Reverse((due, slot))) = self.expiry.peek() {
-            if due > now {
-                break;
-            }
-            self.expiry.pop();
-            if self.expiry_is_live(due, slot) {
-                let Slot { key_id, owner, .. } = self.slots[slot as usize];
-                self.commit(PoolEvent::Deleted { owner, key_id }, emit);
+        while let Some(e) = self.expiry.pop_due(now) {
+            if expiry_is_live(&self.slots, &e) {
+                let Slot { key_id, owner, .. } = self.slots[e.slot as usize];
+                self.commit_at(e.slot, PoolEvent::Deleted { owner, key_id }, emit);
                 reaped.expired += 1;
             }
         }
-        while let Some(&Reverse((due, slot))) = self.releases.peek() {
-            if due > now {
-                break;
-            }
-            self.releases.pop();
-            if self.release_is_live(due, slot) {
-                let Slot { key_id, owner, .. } = self.slots[slot as usize];
-                self.commit(PoolEvent::Released { owner, key_id }, emit);
+        while let Some(e) = self.releases.pop_due(now) {
+            if release_is_live(&self.slots, &self.blocked, &e) {
+                let Slot { key_id, owner, .. } = self.slots[e.slot as usize];
+                self.commit_at(e.slot, PoolEvent::Released { owner, key_id }, emit);
                 reaped.released += 1;
             }
         }
@@ -199,20 +215,20 @@ impl Shard {
     /// The earliest live deadline (expiry or release) in this shard. Drops the
     /// stale entries it finds on top of the queues.
     pub(super) fn next_deadline(&mut self) -> Option<Millis> {
-        while let Some(&Reverse((due, slot))) = self.expiry.peek() {
-            if self.expiry_is_live(due, slot) {
+        while let Some(e) = self.expiry.peek() {
+            if expiry_is_live(&self.slots, &e) {
                 break;
             }
             self.expiry.pop();
         }
-        while let Some(&Reverse((due, slot))) = self.releases.peek() {
-            if self.release_is_live(due, slot) {
+        while let Some(e) = self.releases.peek() {
+            if release_is_live(&self.slots, &self.blocked, &e) {
                 break;
             }
             self.releases.pop();
         }
-        let expiry = self.expiry.peek().map(|r| r.0 .0);
-        let release = self.releases.peek().map(|r| r.0 .0);
+        let expiry = self.expiry.peek().map(|e| e.due);
+        let release = self.releases.peek().map(|e| e.due);
         match (expiry, release) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -240,13 +256,19 @@ impl Shard {
     /// through [`Shard::commit`]. It never reads the clock, and every event sets
     /// state rather than adjusting it, so re-applying events is harmless.
     pub(super) fn apply(&mut self, ev: &PoolEvent) {
+        self.apply_at(None, ev);
+    }
+
+    /// [`Shard::apply`], told where the key probably is: `hint` is used when
+    /// that slot holds the event's key, else the index is searched.
+    fn apply_at(&mut self, hint: Option<u32>, ev: &PoolEvent) {
         match *ev {
             PoolEvent::Created {
                 owner,
                 key_id,
                 created_at,
                 expires_at,
-            } => match self.index.get(&key_id).copied() {
+            } => match self.lookup(key_id) {
                 // Re-applied: reset it in place to fresh and unblocked.
                 Some(slot) if self.slots[slot as usize].owner == owner => {
                     self.clear_block(slot);
@@ -267,7 +289,7 @@ impl Shard {
                 blocked_at,
                 blocked_until,
             } => {
-                if let Some(slot) = self.find(owner, key_id) {
+                if let Some(slot) = self.find_hinted(hint, owner, key_id) {
                     let block = BlockInfo {
                         lease_id,
                         blocked_at,
@@ -277,7 +299,7 @@ impl Shard {
                 }
             }
             PoolEvent::Released { owner, key_id } => {
-                if let Some(slot) = self.find(owner, key_id) {
+                if let Some(slot) = self.find_hinted(hint, owner, key_id) {
                     self.clear_block(slot);
                 }
             }
@@ -286,40 +308,50 @@ impl Shard {
                 key_id,
                 expires_at,
             } => {
-                if let Some(slot) = self.find(owner, key_id) {
+                if let Some(slot) = self.find_hinted(hint, owner, key_id) {
                     self.set_expiry(slot, expires_at);
                 }
             }
             PoolEvent::Deleted { owner, key_id } => {
-                if let Some(slot) = self.find(owner, key_id) {
+                if let Some(slot) = self.find_hinted(hint, owner, key_id) {
                     self.remove(slot);
                 }
             }
         }
     }
 
-    fn expiry_is_live(&self, due: Millis, slot: u32) -> bool {
-        self.slots
-            .get(slot as usize)
-            .is_some_and(|s| s.pos != VACANT && s.expires_at == due)
+    /// `find`, trying `hint` first. A live slot holding `key_id` is that key's
+    /// slot: ids are unique.
+    fn find_hinted(&self, hint: Option<u32>, owner: AccountId, key_id: Uuid) -> Option<u32> {
+        let hinted = hint.filter(|&slot| {
+            self.slots
+                .get(slot as usize)
+                .is_some_and(|s| s.pos != VACANT && s.key_id == key_id && s.owner == owner)
+        });
+        hinted.or_else(|| self.find(owner, key_id))
     }
 
-    fn release_is_live(&self, due: Millis, slot: u32) -> bool {
-        self.blocked
-            .get(&slot)
-            .is_some_and(|b| b.blocked_until == due)
+    /// Puts each deadline queue back into one sorted run. After a restore,
+    /// whose deadlines arrive in slab order rather than in time order, this
+    /// moves them out of the fallback heaps so that later pushes and pops take
+    /// the FIFO path. O(n log n).
+    pub(super) fn normalize_queues(&mut self) {
+        self.expiry.normalize();
+        self.releases.normalize();
     }
 
     fn insert(&mut self, owner: AccountId, key_id: Uuid, created_at: Millis, expires_at: Millis) {
-        let fresh = Slot {
+        let mut fresh = Slot {
             key_id,
             owner,
             created_at,
             expires_at,
             pos: VACANT,
+            gen: 0,
         };
         let slot = match self.vacant.pop() {
             Some(slot) => {
+                fresh.gen = self.slots[slot as usize].gen;
                 self.slots[slot as usize] = fresh;
                 slot
             }
@@ -332,7 +364,7 @@ impl Shard {
                 slot
             }
         };
-        self.index.insert(key_id, slot);
+        self.index.insert(&key_id, slot);
         self.link_free(slot);
         self.counts.entry(owner).or_default().total += 1;
         self.totals.total += 1;
@@ -349,8 +381,14 @@ impl Shard {
         } else {
             self.unlink_free(slot);
         }
-        self.index.remove(&key_id);
-        self.slots[slot as usize].pos = VACANT;
+        let indexed = self.index.remove(&key_id, slot);
+        debug_assert!(indexed, "a live slot's key is in the index");
+        let s = &mut self.slots[slot as usize];
+        s.pos = VACANT;
+        // Stale entries of this key must not match the slot's next key. A
+        // stale entry outlives at most ~2n + slack pushes (the next rebuild),
+        // far fewer than the 2^32 reuses wrapping would take.
+        s.gen = s.gen.wrapping_add(1);
         self.vacant.push(slot);
         self.totals.total -= 1;
         if let Some(c) = self.counts.get_mut(&owner) {
@@ -434,168 +472,46 @@ impl Shard {
     }
 
     fn push_expiry(&mut self, due: Millis, slot: u32) {
-        self.expiry.push(Reverse((due, slot)));
-        if self.expiry.len() > 2 * self.index.len() + COMPACT_SLACK {
-            let mut entries = std::mem::take(&mut self.expiry).into_vec();
-            entries.retain(|&Reverse((due, slot))| self.expiry_is_live(due, slot));
-            entries.sort_unstable();
-            entries.dedup();
-            self.expiry = BinaryHeap::from(entries);
+        let gen = self.slots[slot as usize].gen;
+        self.expiry.push(Entry { due, slot, gen });
+        let live = self.index.len();
+        if self.expiry.len() > 2 * live + COMPACT_SLACK {
+            let slots = &self.slots;
+            self.expiry.retain(live, |e| expiry_is_live(slots, e));
         }
     }
 
     fn push_release(&mut self, due: Millis, slot: u32) {
-        self.releases.push(Reverse((due, slot)));
-        if self.releases.len() > 2 * self.blocked.len() + COMPACT_SLACK {
-            let mut entries = std::mem::take(&mut self.releases).into_vec();
-            entries.retain(|&Reverse((due, slot))| self.release_is_live(due, slot));
-            entries.sort_unstable();
-            entries.dedup();
-            self.releases = BinaryHeap::from(entries);
+        let gen = self.slots[slot as usize].gen;
+        self.releases.push(Entry { due, slot, gen });
+        let live = self.blocked.len();
+        if self.releases.len() > 2 * live + COMPACT_SLACK {
+            let (slots, blocked) = (&self.slots, &self.blocked);
+            self.releases
+                .retain(live, |e| release_is_live(slots, blocked, e));
         }
     }
+}
 
-    /// Checks every internal invariant; for tests.
-    #[cfg(test)]
-    pub(super) fn check_invariants(&self) {
-        let mut live = 0;
-        let mut totals = Counts::default();
-        let mut counts: HashMap<AccountId, Counts> = HashMap::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            let slot = i as u32;
-            if s.pos == VACANT {
-                assert!(self.vacant.contains(&slot));
-                continue;
-            }
-            live += 1;
-            assert_eq!(self.index.get(&s.key_id), Some(&slot));
-            let c = counts.entry(s.owner).or_default();
-            c.total += 1;
-            totals.total += 1;
-            if s.pos == BLOCKED {
-                let b = self.blocked.get(&slot).expect("blocked slot has a block");
-                assert!(self.releases.iter().any(|r| r.0 == (b.blocked_until, slot)));
-                c.blocked += 1;
-                totals.blocked += 1;
-            } else {
-                assert_eq!(self.free[&s.owner][s.pos as usize], slot);
-                assert!(!self.blocked.contains_key(&slot));
-            }
-            assert!(self.expiry.iter().any(|r| r.0 == (s.expires_at, slot)));
-        }
-        assert_eq!(self.index.len(), live);
-        assert_eq!(self.blocked.len() as u64, totals.blocked);
-        assert_eq!(self.totals.total, totals.total);
-        assert_eq!(self.totals.blocked, totals.blocked);
-        assert_eq!(self.counts.len(), counts.len());
-        for (owner, c) in counts {
-            assert_eq!(self.counts[&owner].total, c.total);
-            assert_eq!(self.counts[&owner].blocked, c.blocked);
-            assert_eq!(self.free[&owner].len() as u64, c.total - c.blocked);
-        }
-        assert!(self.expiry.len() <= 2 * live + COMPACT_SLACK);
-        assert!(self.releases.len() <= 2 * self.blocked.len() + COMPACT_SLACK);
-    }
+/// Whether an expiry entry is the current deadline of the key in its slot.
+fn expiry_is_live(slots: &[Slot], e: &Entry) -> bool {
+    // A vacant slot's generation moved on when it lost its key, so no entry
+    // matches it.
+    slots
+        .get(e.slot as usize)
+        .is_some_and(|s| s.gen == e.gen && s.expires_at == e.due)
+}
+
+/// Whether a release entry is the current block deadline of the key in its slot.
+fn release_is_live(slots: &[Slot], blocked: &FastMap<u32, BlockInfo>, e: &Entry) -> bool {
+    slots
+        .get(e.slot as usize)
+        .is_some_and(|s| s.gen == e.gen && s.pos == BLOCKED)
+        && blocked
+            .get(&e.slot)
+            .is_some_and(|b| b.blocked_until == e.due)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: AccountId = AccountId(1);
-
-    fn created(key_id: Uuid, expires_at: Millis) -> PoolEvent {
-        PoolEvent::Created {
-            owner: A,
-            key_id,
-            created_at: 0,
-            expires_at,
-        }
-    }
-
-    #[test]
-    fn keepalives_do_not_grow_the_expiry_queue_without_bound() {
-        let mut s = Shard::default();
-        let k = Uuid::new_v4();
-        s.apply(&created(k, 10));
-        for t in 11..10_000 {
-            s.apply(&PoolEvent::KeptAlive {
-                owner: A,
-                key_id: k,
-                expires_at: t,
-            });
-            s.check_invariants();
-        }
-        assert!(s.expiry.len() <= 2 + COMPACT_SLACK);
-    }
-
-    #[test]
-    fn checkout_release_cycles_do_not_grow_the_release_queue() {
-        let mut s = Shard::default();
-        let k = Uuid::new_v4();
-        s.apply(&created(k, u64::MAX));
-        for t in 0..10_000 {
-            s.apply(&PoolEvent::CheckedOut {
-                owner: A,
-                key_id: k,
-                lease_id: Uuid::new_v4(),
-                blocked_at: t,
-                blocked_until: t + 60_000,
-            });
-            s.apply(&PoolEvent::Released {
-                owner: A,
-                key_id: k,
-            });
-        }
-        s.check_invariants();
-        assert!(s.releases.len() <= COMPACT_SLACK + 1);
-    }
-
-    #[test]
-    fn vacant_slots_are_reused_and_stale_entries_ignored() {
-        let mut s = Shard::default();
-        let (k1, k2) = (Uuid::new_v4(), Uuid::new_v4());
-        s.apply(&created(k1, 100));
-        s.apply(&PoolEvent::Deleted {
-            owner: A,
-            key_id: k1,
-        });
-        s.apply(&created(k2, 200));
-        assert_eq!(s.slots.len(), 1, "the slot of k1 was reused");
-        s.check_invariants();
-        let mut events = Vec::new();
-        // The stale (100, 0) entry of k1 must not delete k2, which now sits in slot 0.
-        let r = s.reap_due(150, &mut |e| events.push(e.clone()));
-        assert_eq!(r, Reaped::default());
-        assert!(events.is_empty());
-        assert_eq!(s.next_deadline(), Some(200));
-    }
-
-    #[test]
-    fn swap_remove_keeps_free_positions_right() {
-        let mut s = Shard::default();
-        let keys: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
-        for &k in &keys {
-            s.apply(&created(k, 1_000));
-        }
-        for (i, &k) in keys.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
-            s.apply(&PoolEvent::CheckedOut {
-                owner: A,
-                key_id: k,
-                lease_id: Uuid::new_v4(),
-                blocked_at: 0,
-                blocked_until: 10 + i as u64,
-            });
-            s.check_invariants();
-        }
-        for &k in keys.iter().step_by(7) {
-            s.apply(&PoolEvent::Deleted {
-                owner: A,
-                key_id: k,
-            });
-            s.check_invariants();
-        }
-        s.reap_due(30, &mut |_| {});
-        s.check_invariants();
-    }
-}
+#[path = "shard_tests.rs"]
+mod tests;

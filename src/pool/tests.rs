@@ -1,20 +1,20 @@
-//! Unit tests of [`Pools`]: deadlines, leases, ownership, randomness, stats,
-//! the reaper, snapshots and replay. Time is passed explicitly; nothing sleeps.
-//! A property test against a plain `BTreeMap` model is in `model_tests.rs`.
+//! Unit tests of [`Pools`]' operations: deadlines, leases, ownership,
+//! randomness, stats and the reaper, with the helpers the other test modules
+//! share. Time is passed explicitly; nothing sleeps. Snapshots, replay and the
+//! reaper's wake-up are tested in `replay_tests.rs`; a property test against a
+//! plain `BTreeMap` model is in `model_tests.rs`.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use super::*;
 
-const A: AccountId = AccountId(1);
-const B: AccountId = AccountId(2);
-const T0: Millis = 1_795_357_800_000;
-const KEY_TTL: Millis = 300_000;
-const BLOCK_TTL: Millis = 60_000;
+pub(super) const A: AccountId = AccountId(1);
+pub(super) const B: AccountId = AccountId(2);
+pub(super) const T0: Millis = 1_795_357_800_000;
+pub(super) const KEY_TTL: Millis = 300_000;
+pub(super) const BLOCK_TTL: Millis = 60_000;
 
-fn cfg() -> PoolConfig {
+pub(super) fn cfg() -> PoolConfig {
     PoolConfig {
         key_ttl: KEY_TTL,
         block_ttl: BLOCK_TTL,
@@ -24,23 +24,23 @@ fn cfg() -> PoolConfig {
 
 /// Records every emitted event.
 #[derive(Default)]
-struct Log(Vec<PoolEvent>);
+pub(super) struct Log(pub(super) Vec<PoolEvent>);
 
 impl Log {
-    fn emit(&mut self) -> impl FnMut(&PoolEvent) + '_ {
+    pub(super) fn emit(&mut self) -> impl FnMut(&PoolEvent) + '_ {
         |e| self.0.push(e.clone())
     }
-    fn take(&mut self) -> Vec<PoolEvent> {
+    pub(super) fn take(&mut self) -> Vec<PoolEvent> {
         std::mem::take(&mut self.0)
     }
 }
 
-fn none() -> impl FnMut(&PoolEvent) {
+pub(super) fn none() -> impl FnMut(&PoolEvent) {
     |e| panic!("unexpected event {e:?}")
 }
 
 /// The whole state in a canonical order, plus the counts.
-fn state(p: &Pools) -> (Vec<KeyImage>, Stats, Stats, Stats) {
+pub(super) fn state(p: &Pools) -> (Vec<KeyImage>, Stats, Stats, Stats) {
     let mut keys = p.image().keys;
     keys.sort_by_key(|k| k.key_id);
     for shard in p.shards.iter() {
@@ -500,133 +500,15 @@ fn reap_emits_exactly_the_lapsed_deadlines() {
     assert_eq!((p.stats(A), p.stats(B)), (free(7), free(4)));
 }
 
-/// Builds a pool with free, blocked, kept-alive, released, deleted and
-/// expired keys of two owners, recording every event (reaps included).
-fn busy_pool() -> (Pools, Vec<PoolEvent>) {
-    let p = Pools::new(cfg());
-    let mut log = Log::default();
-    let mut t = T0;
-    for i in 0..60u64 {
-        let owner = if i % 3 == 0 { B } else { A };
-        let k = p.create(owner, t, &mut log.emit()).key_id;
-        if i % 4 == 0 {
-            let c = p.checkout(owner, t, &mut log.emit()).unwrap();
-            if i % 8 == 0 {
-                p.release(owner, c.key_id, Some(c.lease_id), t, &mut log.emit())
-                    .unwrap();
-            }
-        }
-        if i % 5 == 0 {
-            p.keepalive(owner, k, t + 7, &mut log.emit()).unwrap();
-        }
-        if i % 7 == 0 {
-            p.delete(owner, k, None, t, &mut log.emit()).unwrap();
-        }
-        t += 10_000;
-        if i % 10 == 9 {
-            p.reap(t, &mut log.emit());
-        }
-    }
-    (p, log.take())
-}
-
-#[test]
-fn image_and_restore_round_trip() {
-    let (p, _) = busy_pool();
-    let image = p.image();
-    let bytes = crate::codec::encode(&image).unwrap();
-    let decoded: PoolImage = crate::codec::decode_snapshot(&bytes).unwrap();
-    assert_eq!(decoded, image);
-    // A different shard count must not matter.
-    let q = Pools::restore(PoolConfig { shards: 3, ..cfg() }, decoded);
-    assert_eq!(state(&q), state(&p));
-    assert_eq!(q.next_deadline(), p.next_deadline());
-    for k in &image.keys {
-        assert_eq!(q.get(k.owner, k.key_id, T0), p.get(k.owner, k.key_id, T0));
-    }
-    // Both behave the same from here on: the reaper does the same things.
-    let (mut lp, mut lq) = (Log::default(), Log::default());
-    let later = T0 + 700_000;
-    assert_eq!(p.reap(later, &mut lp.emit()), q.reap(later, &mut lq.emit()));
-    let key = |e: &PoolEvent| format!("{e:?}");
-    let (mut ep, mut eq) = (lp.take(), lq.take());
-    ep.sort_by_key(key);
-    eq.sort_by_key(key);
-    assert!(!ep.is_empty());
-    assert_eq!(ep, eq);
-    assert_eq!(state(&q), state(&p));
-}
-
-#[test]
-fn replaying_the_events_reproduces_the_state() {
-    let (p, events) = busy_pool();
-    let replayed = Pools::new(cfg());
-    for e in &events {
-        let bytes = crate::codec::encode(e).unwrap();
-        replayed.apply(&crate::codec::decode_record::<PoolEvent>(&bytes).unwrap());
-    }
-    assert_eq!(state(&replayed), state(&p));
-    assert_eq!(replayed.next_deadline(), p.next_deadline());
-}
-
-#[test]
-fn reapplying_a_suffix_is_harmless() {
-    let (p, events) = busy_pool();
-    let want = state(&p);
-    for i in (0..events.len()).step_by(7) {
-        // Applying everything, then a suffix again.
-        let q = Pools::new(cfg());
-        events.iter().for_each(|e| q.apply(e));
-        events[i..].iter().for_each(|e| q.apply(e));
-        assert_eq!(state(&q), want, "suffix from {i} applied twice");
-        // A fuzzy snapshot: taken after event j, replayed from i <= j.
-        let j = (i + 13).min(events.len());
-        let r = Pools::new(cfg());
-        events[..j].iter().for_each(|e| r.apply(e));
-        let r = Pools::restore(cfg(), r.image());
-        events[i..].iter().for_each(|e| r.apply(e));
-        assert_eq!(state(&r), want, "snapshot after {j}, replay from {i}");
-    }
-}
-
-#[test]
-fn an_earlier_deadline_wakes_the_reaper() {
-    let p = Pools::new(cfg());
-    let woken = Arc::new(AtomicUsize::new(0));
-    let w = woken.clone();
-    p.set_waker(Box::new(move || {
-        w.fetch_add(1, Ordering::SeqCst);
-    }));
-    assert_eq!(p.plan_wake(), None);
-    let k = p.create(A, T0, &mut |_| {}).key_id;
-    assert_eq!(
-        woken.load(Ordering::SeqCst),
-        1,
-        "first deadline wakes a reaper with no plan"
-    );
-    assert_eq!(p.plan_wake(), Some(T0 + KEY_TTL));
-    p.create(A, T0 + 1, &mut |_| {});
-    assert_eq!(
-        woken.load(Ordering::SeqCst),
-        1,
-        "a later deadline does not wake"
-    );
-    p.checkout(A, T0 + 2, &mut |_| {}).unwrap();
-    assert_eq!(
-        woken.load(Ordering::SeqCst),
-        2,
-        "an earlier block deadline does"
-    );
-    let hint = p.earlier_deadline_hint().load(Ordering::SeqCst);
-    assert_eq!(hint, T0 + 2 + BLOCK_TTL);
-    p.keepalive(A, k, T0 + 3, &mut |_| {}).unwrap();
-    assert_eq!(woken.load(Ordering::SeqCst), 2);
-    assert_eq!(p.plan_wake(), Some(T0 + 2 + BLOCK_TTL));
-}
-
 #[test]
 fn zero_shards_means_one() {
     let p = Pools::new(PoolConfig { shards: 0, ..cfg() });
     let k = p.create(A, T0, &mut |_| {}).key_id;
     assert_eq!(p.checkout(A, T0, &mut |_| {}).map(|c| c.key_id), Ok(k));
+}
+
+#[test]
+fn pools_is_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Pools>();
 }
