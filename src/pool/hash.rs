@@ -111,7 +111,7 @@ mod tests {
         while n < 2048 {
             let id = uuid::Uuid::new_v4();
             let v = id.as_u128();
-            if ((v as u64) ^ ((v >> 64) as u64)) % 32 != 0 {
+            if !((v as u64) ^ ((v >> 64) as u64)).is_multiple_of(32) {
                 continue;
             }
             buckets[(hash(id) & 63) as usize] += 1;
