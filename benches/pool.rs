@@ -22,6 +22,13 @@
 //!   creates; timed, the reap that deletes the BATCH oldest keys (whose slots
 //!   were last touched a whole pool ago, so cold). One iteration = one key.
 //!
+//! - baseline_hashmap_get: for comparison in the same run, the textbook O(1)
+//!   operation, one `std::collections::HashMap<Uuid, u64>::get` of a random
+//!   key in a map of the same size. Its own 1M/1K ratio shows how much of an
+//!   operation's growth is the memory hierarchy (a 1,000-key pool lives in L1
+//!   and L2; a 1,000,000-key pool is ~88 MB, so each random key is a DRAM
+//!   miss) rather than the algorithm.
+//!
 //! Run with `cargo bench --bench pool`. Under `cargo bench` it first prints the
 //! resident memory per key of a 1,000,000-key pool (VmRSS before and after
 //! building it); it prints, it does not assert (benchmarks are not tests).
@@ -121,6 +128,22 @@ fn bench_size(c: &mut Criterion, size: usize) {
                 black_box(pools.keepalive(OWNER, picks[next], now, &mut noop))
             })
         });
+
+    // The baseline: a random lookup in a std HashMap of the same size, with
+    // the same picks read in the same order.
+    let map: std::collections::HashMap<Uuid, u64> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| (k, i as u64))
+        .collect();
+    c.benchmark_group("baseline_hashmap_get")
+        .bench_function(id.clone(), |b| {
+            b.iter(|| {
+                next = (next + 1) % PICKS;
+                black_box(map.get(&picks[next]))
+            })
+        });
+    drop(map);
     drop(picks);
 
     // Untimed: choosing BATCH distinct random keys. Timed: deleting them.
