@@ -48,6 +48,19 @@ pub struct AccountsConfig {
     pub signup_credits: u64,
 }
 
+#[cfg(test)]
+impl AccountsConfig {
+    /// The settings the unit tests use: 10 uses, one hour, 8 characters, 1000 credits.
+    pub(crate) fn for_tests() -> Self {
+        AccountsConfig {
+            session_max_uses: 10,
+            session_ttl: 3_600_000,
+            min_password_len: 8,
+            signup_credits: 1000,
+        }
+    }
+}
+
 impl AccountsConfig {
     /// The accounts settings of a parsed command line.
     pub fn from_config(c: &crate::config::Config) -> Self {

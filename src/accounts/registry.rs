@@ -292,12 +292,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> AccountsConfig {
-        AccountsConfig {
-            session_max_uses: 10,
-            session_ttl: 3_600_000,
-            min_password_len: 8,
-            signup_credits: 1000,
-        }
+        AccountsConfig::for_tests()
     }
 
     // A syntactically valid PHC string: registry tests need no real argon2.

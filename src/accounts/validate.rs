@@ -96,12 +96,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> AccountsConfig {
-        AccountsConfig {
-            session_max_uses: 10,
-            session_ttl: 3_600_000,
-            min_password_len: 8,
-            signup_credits: 1000,
-        }
+        AccountsConfig::for_tests()
     }
 
     fn field_of(r: Result<(), AccountError>) -> Option<&'static str> {

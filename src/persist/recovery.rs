@@ -201,16 +201,10 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
                         path.display()
                     ),
                 );
-                if let (Some(f), Some(s)) = (first, &scan) {
-                    infos.push(SegInfo {
-                        seq,
-                        first_lsn: f,
-                        path: path.clone(),
-                    });
-                    expected = Some(f + s.records.len() as Lsn);
-                } else {
-                    expected = None;
-                }
+                expected = match (first, &scan) {
+                    (Some(f), Some(s)) => Some(keep_segment(&mut infos, seq, f, s, path.clone())),
+                    _ => None,
+                };
                 i += 1;
                 continue;
             }
@@ -265,18 +259,8 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
             msg.push_str("; the records after the damage are lost");
             warn(&mut warnings, msg);
             if let Some((f, s)) = kept {
-                for (k, r) in s.records.iter().enumerate() {
-                    let lsn = f + k as Lsn;
-                    if lsn > base {
-                        records.push((lsn, bytes[r.clone()].to_vec()));
-                    }
-                }
-                infos.push(SegInfo {
-                    seq,
-                    first_lsn: f,
-                    path,
-                });
-                expected = Some(f + s.records.len() as Lsn);
+                records.extend(records_after(base, f, s, &bytes));
+                expected = Some(keep_segment(&mut infos, seq, f, s, path));
                 tail_len = offset as u64;
             }
             break;
@@ -287,18 +271,8 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
             i += 1;
             continue;
         };
-        for (k, r) in s.records.iter().enumerate() {
-            let lsn = f + k as Lsn;
-            if lsn > base {
-                records.push((lsn, bytes[r.clone()].to_vec()));
-            }
-        }
-        infos.push(SegInfo {
-            seq,
-            first_lsn: f,
-            path,
-        });
-        expected = Some(f + s.records.len() as Lsn);
+        records.extend(records_after(base, f, &s, &bytes));
+        expected = Some(keep_segment(&mut infos, seq, f, &s, path));
         tail_len = s.valid_len as u64;
         i += 1;
     }
@@ -350,4 +324,34 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
             warnings,
         },
     })
+}
+
+/// The records of a scanned segment whose first record is LSN `first` that
+/// come after `base` (what the snapshot covers), with their LSNs.
+fn records_after<'a>(
+    base: Lsn,
+    first: Lsn,
+    scan: &'a format::Scan,
+    bytes: &'a [u8],
+) -> impl Iterator<Item = (Lsn, Vec<u8>)> + 'a {
+    (first..)
+        .zip(&scan.records)
+        .filter(move |(lsn, _)| *lsn > base)
+        .map(|(lsn, r)| (lsn, bytes[r.clone()].to_vec()))
+}
+
+/// Counts a segment as part of the log; answers the LSN the next one must start at.
+fn keep_segment(
+    infos: &mut Vec<SegInfo>,
+    seq: u64,
+    first: Lsn,
+    scan: &format::Scan,
+    path: PathBuf,
+) -> Lsn {
+    infos.push(SegInfo {
+        seq,
+        first_lsn: first,
+        path,
+    });
+    first + scan.records.len() as Lsn
 }

@@ -67,6 +67,15 @@ pub(super) struct Writer {
 }
 
 impl Writer {
+    /// What counts as durable in this mode: fdatasynced with `--fsync always`,
+    /// written to the file (the OS's page cache) otherwise.
+    fn durable(&self, mode: FsyncMode) -> Lsn {
+        match mode {
+            FsyncMode::Always => self.synced,
+            FsyncMode::Everysec | FsyncMode::Never => self.written,
+        }
+    }
+
     pub(super) fn run(mut self, sh: &Shared) {
         let mut failed_at: Option<Instant> = None;
         loop {
@@ -109,10 +118,7 @@ impl Writer {
                         tracing::info!("the write-ahead log is writing again");
                         sh.app.lock().failed = false;
                     }
-                    let durable = match sh.opts.fsync {
-                        FsyncMode::Always => self.synced,
-                        FsyncMode::Everysec | FsyncMode::Never => self.written,
-                    };
+                    let durable = self.durable(sh.opts.fsync);
                     let synced = self.synced;
                     sh.publish(|p| {
                         p.durable = durable;
@@ -137,10 +143,7 @@ impl Writer {
                         app.next_lsn - 1
                     };
                     failed_at = Some(Instant::now());
-                    let durable = match sh.opts.fsync {
-                        FsyncMode::Always => self.synced,
-                        FsyncMode::Everysec | FsyncMode::Never => self.written,
-                    };
+                    let durable = self.durable(sh.opts.fsync);
                     let synced = self.synced;
                     sh.publish(|p| {
                         p.durable = durable;
