@@ -51,22 +51,9 @@ impl SlotIndex {
     /// The slot of `key_id`: the first candidate whose tag matches and for
     /// which `holds(slot)` (the slot holds `key_id`) is true.
     pub(super) fn find(&self, key_id: &Uuid, mut holds: impl FnMut(u32) -> bool) -> Option<u32> {
-        if self.table.is_empty() {
-            return None;
-        }
         let tag = hash_uuid(key_id);
-        let mask = self.mask();
-        let mut i = tag as usize & mask;
-        loop {
-            let b = self.table[i];
-            if b.slot == EMPTY {
-                return None;
-            }
-            if b.tag == tag && holds(b.slot) {
-                return Some(b.slot);
-            }
-            i = (i + 1) & mask;
-        }
+        self.probe(tag, |b| b.tag == tag && holds(b.slot))
+            .map(|(_, b)| b.slot)
     }
 
     /// Adds `key_id` at `slot`. The caller has made sure `key_id` is absent.
@@ -84,22 +71,10 @@ impl SlotIndex {
 
     /// Removes `key_id`, which sits at `slot`. Answers whether it was there.
     pub(super) fn remove(&mut self, key_id: &Uuid, slot: u32) -> bool {
-        if self.table.is_empty() {
+        let Some((i, _)) = self.probe(hash_uuid(key_id), |b| b.slot == slot) else {
             return false;
-        }
-        let tag = hash_uuid(key_id);
+        };
         let mask = self.mask();
-        let mut i = tag as usize & mask;
-        loop {
-            let b = self.table[i];
-            if b.slot == EMPTY {
-                return false;
-            }
-            if b.slot == slot {
-                break;
-            }
-            i = (i + 1) & mask;
-        }
         // Backward shift: pull later entries of the run into the hole when the
         // hole lies on their probe path, so that no probe stops early.
         let mut hole = i;
@@ -119,6 +94,28 @@ impl SlotIndex {
         self.table[hole] = FREE;
         self.len -= 1;
         true
+    }
+
+    /// Walks the probe sequence of `tag` and answers the index of the first
+    /// bucket for which `hit` is true, with the bucket, or `None` at the first
+    /// empty bucket.
+    #[inline]
+    fn probe(&self, tag: u32, mut hit: impl FnMut(Bucket) -> bool) -> Option<(usize, Bucket)> {
+        if self.table.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = tag as usize & mask;
+        loop {
+            let b = self.table[i];
+            if b.slot == EMPTY {
+                return None;
+            }
+            if hit(b) {
+                return Some((i, b));
+            }
+            i = (i + 1) & mask;
+        }
     }
 
     fn mask(&self) -> usize {
