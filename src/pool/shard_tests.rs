@@ -15,17 +15,40 @@ fn created(key_id: Uuid, expires_at: Millis) -> PoolEvent {
     }
 }
 
+fn kept_alive(key_id: Uuid, expires_at: Millis) -> PoolEvent {
+    PoolEvent::KeptAlive {
+        owner: A,
+        key_id,
+        expires_at,
+    }
+}
+
+/// A checkout of `key_id` under a fresh lease.
+fn checked_out(key_id: Uuid, blocked_at: Millis, blocked_until: Millis) -> PoolEvent {
+    PoolEvent::CheckedOut {
+        owner: A,
+        key_id,
+        lease_id: Uuid::new_v4(),
+        blocked_at,
+        blocked_until,
+    }
+}
+
+fn released(key_id: Uuid) -> PoolEvent {
+    PoolEvent::Released { owner: A, key_id }
+}
+
+fn deleted(key_id: Uuid) -> PoolEvent {
+    PoolEvent::Deleted { owner: A, key_id }
+}
+
 #[test]
 fn keepalives_do_not_grow_the_expiry_queue_without_bound() {
     let mut s = Shard::default();
     let k = Uuid::new_v4();
     s.apply(&created(k, 10));
     for t in 11..10_000 {
-        s.apply(&PoolEvent::KeptAlive {
-            owner: A,
-            key_id: k,
-            expires_at: t,
-        });
+        s.apply(&kept_alive(k, t));
         s.check_invariants();
     }
     assert!(s.expiry.len() <= 2 + COMPACT_SLACK);
@@ -37,17 +60,8 @@ fn checkout_release_cycles_do_not_grow_the_release_queue() {
     let k = Uuid::new_v4();
     s.apply(&created(k, u64::MAX));
     for t in 0..10_000 {
-        s.apply(&PoolEvent::CheckedOut {
-            owner: A,
-            key_id: k,
-            lease_id: Uuid::new_v4(),
-            blocked_at: t,
-            blocked_until: t + 60_000,
-        });
-        s.apply(&PoolEvent::Released {
-            owner: A,
-            key_id: k,
-        });
+        s.apply(&checked_out(k, t, t + 60_000));
+        s.apply(&released(k));
     }
     s.check_invariants();
     assert!(s.releases.len() <= COMPACT_SLACK + 1);
@@ -58,10 +72,7 @@ fn vacant_slots_are_reused_and_stale_entries_ignored() {
     let mut s = Shard::default();
     let (k1, k2) = (Uuid::new_v4(), Uuid::new_v4());
     s.apply(&created(k1, 100));
-    s.apply(&PoolEvent::Deleted {
-        owner: A,
-        key_id: k1,
-    });
+    s.apply(&deleted(k1));
     s.apply(&created(k2, 200));
     assert_eq!(s.slots.len(), 1, "the slot of k1 was reused");
     s.check_invariants();
@@ -81,20 +92,11 @@ fn swap_remove_keeps_free_positions_right() {
         s.apply(&created(k, 1_000));
     }
     for (i, &k) in keys.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
-        s.apply(&PoolEvent::CheckedOut {
-            owner: A,
-            key_id: k,
-            lease_id: Uuid::new_v4(),
-            blocked_at: 0,
-            blocked_until: 10 + i as u64,
-        });
+        s.apply(&checked_out(k, 0, 10 + i as u64));
         s.check_invariants();
     }
     for &k in keys.iter().step_by(7) {
-        s.apply(&PoolEvent::Deleted {
-            owner: A,
-            key_id: k,
-        });
+        s.apply(&deleted(k));
         s.check_invariants();
     }
     s.reap_due(30, &mut |_| {});
@@ -106,19 +108,12 @@ fn a_reused_slot_with_a_stale_deadline_is_told_apart_by_its_generation() {
     let mut s = Shard::default();
     let (k1, k2, k3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     s.apply(&created(k1, 100));
-    s.apply(&PoolEvent::Deleted {
-        owner: A,
-        key_id: k1,
-    });
+    s.apply(&deleted(k1));
     // k2 takes k1's slot with k1's deadline: only the generation differs.
     s.apply(&created(k2, 100));
     s.apply(&created(k3, 50));
     for t in 51..200 {
-        s.apply(&PoolEvent::KeptAlive {
-            owner: A,
-            key_id: k3,
-            expires_at: t,
-        });
+        s.apply(&kept_alive(k3, t));
     }
     s.check_invariants();
     // The rebuilds (there were some: 149 pushes) kept one live entry for k2;
@@ -129,13 +124,7 @@ fn a_reused_slot_with_a_stale_deadline_is_told_apart_by_its_generation() {
     let mut events = Vec::new();
     let r = s.reap_due(100, &mut |e| events.push(e.clone()));
     assert_eq!(r.expired, 1);
-    assert_eq!(
-        events,
-        vec![PoolEvent::Deleted {
-            owner: A,
-            key_id: k2
-        }]
-    );
+    assert_eq!(events, vec![deleted(k2)]);
 }
 
 #[test]
@@ -171,19 +160,9 @@ fn an_out_of_order_keepalive_and_block_are_honoured() {
     s.apply(&created(k1, 1_000));
     s.apply(&created(k2, 2_000));
     // A shorter TTL after a restart: k1's new deadline is before the back.
-    s.apply(&PoolEvent::KeptAlive {
-        owner: A,
-        key_id: k1,
-        expires_at: 1_500,
-    });
+    s.apply(&kept_alive(k1, 1_500));
     for (k, until) in [(k2, 900), (k1, 400)] {
-        s.apply(&PoolEvent::CheckedOut {
-            owner: A,
-            key_id: k,
-            lease_id: Uuid::new_v4(),
-            blocked_at: 0,
-            blocked_until: until,
-        });
+        s.apply(&checked_out(k, 0, until));
     }
     assert_eq!(s.releases.late_len(), 1);
     s.check_invariants();
@@ -213,11 +192,7 @@ fn replaying_a_suffix_again_and_again_does_not_grow_the_queue() {
     s.apply(&created(k, 10));
     for _ in 0..1_000 {
         for t in [20, 30] {
-            s.apply(&PoolEvent::KeptAlive {
-                owner: A,
-                key_id: k,
-                expires_at: t,
-            });
+            s.apply(&kept_alive(k, t));
         }
     }
     s.check_invariants();
@@ -255,11 +230,7 @@ fn a_wrong_slot_hint_falls_back_to_the_index() {
     s.apply(&created(k2, 1_000));
     let (s1, s2) = (s.lookup(k1).unwrap(), s.lookup(k2).unwrap());
     // A hint at another key's slot: the event still lands on its own key.
-    let kept = PoolEvent::KeptAlive {
-        owner: A,
-        key_id: k1,
-        expires_at: 500,
-    };
+    let kept = kept_alive(k1, 500);
     s.commit_at(s2, kept, &mut |_| {});
     assert_eq!(s.slot(s1).expires_at, 500);
     assert_eq!(s.slot(s2).expires_at, 1_000);
@@ -271,14 +242,8 @@ fn a_wrong_slot_hint_falls_back_to_the_index() {
     s.commit_at(s2, other, &mut |_| {});
     assert_eq!(s.lookup(k2), Some(s2));
     // A hint at a vacant slot, and one past the slab's end.
-    s.apply(&PoolEvent::Deleted {
-        owner: A,
-        key_id: k2,
-    });
-    let gone = PoolEvent::Deleted {
-        owner: A,
-        key_id: k1,
-    };
+    s.apply(&deleted(k2));
+    let gone = deleted(k1);
     s.commit_at(s2, gone.clone(), &mut |_| {});
     assert_eq!(s.lookup(k1), None);
     s.apply(&created(k1, 700));
