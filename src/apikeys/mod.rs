@@ -16,7 +16,9 @@
 //! map shard is held (see `store.rs`).
 
 mod format;
+mod request;
 mod store;
+mod usage;
 mod view;
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +32,7 @@ pub use format::{
     KEY_PREFIX,
 };
 pub use store::ApiKeys;
+pub use usage::KeyUsage;
 pub use view::{DayCount, KeyPreference, KeyView, USAGE_DAYS};
 
 /// The settings of the API keys domain.
@@ -164,18 +167,6 @@ pub enum KeyAuthError {
     /// The key outlived its `expires_in`.
     #[error("This API key has expired.")]
     Expired,
-}
-
-/// How much a key has been used.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyUsage {
-    /// Authenticated requests in all.
-    pub count: u64,
-    /// The last one.
-    pub last_used: Option<Millis>,
-    /// `(day_number, requests)` for the days with requests among the last 30,
-    /// oldest first; at most 30 entries.
-    pub by_day: Vec<(u32, u64)>,
 }
 
 /// One key as stored: in memory, in snapshots and in

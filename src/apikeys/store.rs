@@ -17,21 +17,17 @@ use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::format::{check_format, display_prefix, generate_key, key_hash, KEY_LEN, KEY_PREFIX};
-use super::view::{KeyView, USAGE_DAYS};
+use super::format::{check_format, display_prefix, generate_key, key_hash};
+use super::request::{parse_selector, validate, Selector};
+use super::view::KeyView;
 use super::{
-    ApiKeyError, ApiKeyEvent, ApiKeysConfig, ApiKeysImage, CreateKey, KeyAuth, KeyAuthError,
-    KeyRecord, KeyUsage, NewKey, UsageEntry,
+    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, KeyAuth, KeyAuthError, KeyRecord, KeyUsage,
+    NewKey, UsageEntry,
 };
-use crate::clock::{day_number, Millis};
+use crate::clock::Millis;
 use crate::ids::AccountId;
 
 const DAY_MS: Millis = 86_400_000;
-const MAX_NAME_CHARS: usize = 64;
-/// Ten years: longer is "never", which is `expires_in` absent.
-const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 86_400;
-const MAX_WINDOW_SECS: u32 = 86_400;
-
 /// A key in memory.
 #[derive(Debug, Clone)]
 struct KeyState {
@@ -73,109 +69,6 @@ impl std::fmt::Debug for ApiKeys {
             .field("owners", &self.owners.len())
             .finish()
     }
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiKeyError {
-    ApiKeyError::Invalid {
-        field,
-        message: message.into(),
-    }
-}
-
-fn validate(req: &CreateKey) -> Result<(), ApiKeyError> {
-    if let Some(name) = &req.name {
-        let n = name.chars().count();
-        if n == 0
-            || n > MAX_NAME_CHARS
-            || name.trim().is_empty()
-            || name.chars().any(char::is_control)
-        {
-            return Err(invalid(
-                "name",
-                format!("Invalid name: use 1 to {MAX_NAME_CHARS} printable characters."),
-            ));
-        }
-    }
-    if let Some(s) = req.expires_in {
-        if s == 0 || s > MAX_EXPIRES_IN_SECS {
-            return Err(invalid(
-                "expires_in",
-                format!(
-                    "Invalid expires_in: give a number of seconds from 1 to {MAX_EXPIRES_IN_SECS}."
-                ),
-            ));
-        }
-    }
-    if let Some(rl) = req.rate_limit {
-        if rl.limit == 0 || rl.window_secs == 0 || rl.window_secs > MAX_WINDOW_SECS {
-            return Err(invalid(
-                "rate_limit",
-                format!(
-                    "Invalid rate_limit: give {{\"limit\": N, \"window_secs\": S}} with N at least 1 \
-                     and S from 1 to {MAX_WINDOW_SECS}."
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-impl KeyUsage {
-    /// Counts one use at `now`.
-    fn record(&mut self, now: Millis) {
-        self.count += 1;
-        self.last_used = Some(self.last_used.map_or(now, |l| l.max(now)));
-        let today = day_number(now);
-        match self.by_day.last_mut() {
-            Some((d, c)) if *d == today => *c += 1,
-            // A clock that stepped back: count it on the latest day we have.
-            Some((d, c)) if *d > today => *c += 1,
-            _ => self.by_day.push((today, 1)),
-        }
-        self.prune();
-    }
-
-    /// Keeps the days within [`USAGE_DAYS`] of the newest one.
-    fn prune(&mut self) {
-        if let Some(&(newest, _)) = self.by_day.last() {
-            self.by_day.retain(|(d, _)| d + USAGE_DAYS > newest);
-        }
-    }
-
-    /// Takes the larger of each figure: usage only grows, so this is the
-    /// newer state whichever side is older.
-    fn merge(&mut self, other: &KeyUsage) {
-        self.count = self.count.max(other.count);
-        self.last_used = self.last_used.max(other.last_used);
-        for &(day, count) in &other.by_day {
-            match self.by_day.binary_search_by_key(&day, |(d, _)| *d) {
-                Ok(i) => self.by_day[i].1 = self.by_day[i].1.max(count),
-                Err(i) => self.by_day.insert(i, (day, count)),
-            }
-        }
-        self.prune();
-    }
-}
-
-/// What a revoke selector names among the caller's keys.
-enum Selector {
-    Hash([u8; 32]),
-    Id(Uuid),
-    Prefix(String),
-}
-
-fn parse_selector(s: &str) -> Option<Selector> {
-    if s.len() == KEY_LEN && s.starts_with(KEY_PREFIX) {
-        check_format(s).ok()?;
-        return Some(Selector::Hash(key_hash(s)));
-    }
-    if let Ok(id) = Uuid::parse_str(s) {
-        return Some(Selector::Id(id));
-    }
-    if s.len() == super::DISPLAY_PREFIX_LEN && s.starts_with(KEY_PREFIX) {
-        return Some(Selector::Prefix(s.to_string()));
-    }
-    None
 }
 
 impl ApiKeys {
@@ -426,74 +319,6 @@ impl ApiKeys {
         self.by_hash.len()
     }
 
-    /// Applies a logged event; recovery calls it for every record, and live
-    /// operations run the same code. Idempotent, and harmless over a snapshot
-    /// that already holds some of its effects.
-    pub fn apply(&self, ev: &ApiKeyEvent) {
-        match ev {
-            ApiKeyEvent::Created { record, revokes } => {
-                let mut o = self.owners.entry(record.owner).or_default();
-                self.apply_created(&mut o, record, *revokes);
-            }
-            ApiKeyEvent::Revoked { key_id, at } => self.apply_revoked(*key_id, *at),
-            ApiKeyEvent::Deleted { key_id } => {
-                let owner = self
-                    .by_id
-                    .get(key_id)
-                    .map(|h| *h)
-                    .and_then(|h| self.by_hash.get(&h).map(|s| s.rec.owner));
-                if let Some(owner) = owner {
-                    let mut o = self.owners.entry(owner).or_default();
-                    self.apply_deleted(&mut o, *key_id);
-                }
-            }
-            ApiKeyEvent::UsageSet { entries } => {
-                for e in entries {
-                    let Some(h) = self.by_id.get(&e.key_id).map(|h| *h) else {
-                        continue;
-                    };
-                    if let Some(mut s) = self.by_hash.get_mut(&h) {
-                        s.rec.usage.merge(&e.usage);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A copy of every key and recent creation for a snapshot, taken shard by
-    /// shard while requests go on. Sorted, so equal states give equal images.
-    pub fn image(&self) -> ApiKeysImage {
-        let mut keys: Vec<KeyRecord> = self.by_hash.iter().map(|s| s.rec.clone()).collect();
-        keys.sort_by_key(|k| (k.created_at, k.key_id));
-        let mut creations: Vec<_> = self
-            .owners
-            .iter()
-            .filter(|o| !o.creations.is_empty())
-            .map(|o| {
-                let mut c = o.creations.clone();
-                c.sort_by_key(|&(id, t)| (t, id));
-                (*o.key(), c)
-            })
-            .collect();
-        creations.sort_by_key(|(owner, _)| *owner);
-        ApiKeysImage { keys, creations }
-    }
-
-    /// The domain a snapshot describes. Usage in the image counts as flushed.
-    pub fn restore(cfg: ApiKeysConfig, image: ApiKeysImage) -> Self {
-        let me = ApiKeys::new(cfg);
-        for (owner, creations) in image.creations {
-            me.owners.entry(owner).or_default().creations = creations;
-        }
-        for record in image.keys {
-            let mut o = me.owners.entry(record.owner).or_default();
-            // The image's creations are the whole truth about the daily
-            // limit: a key's own creation may have been pruned from them.
-            me.insert_key(&mut o, &record);
-        }
-        me
-    }
-
     /// The newest primary key of this owner that is not revoked (expired or
     /// not).
     fn current_primary(&self, o: &OwnerKeys) -> Option<(Uuid, [u8; 32])> {
@@ -581,61 +406,7 @@ impl ApiKeys {
         emit(&ev);
         Ok(new)
     }
-
-    fn apply_created(&self, o: &mut OwnerKeys, record: &KeyRecord, revokes: Option<Uuid>) {
-        self.insert_key(o, record);
-        let id = record.key_id;
-        if !o.creations.iter().any(|(k, _)| *k == id) {
-            // The same pruning as a live creation does before its check, so
-            // replay leaves the same list as the live run did.
-            let at = record.created_at;
-            o.creations.retain(|&(_, t)| t.saturating_add(DAY_MS) > at);
-            o.creations.push((id, at));
-        }
-        if let Some(old) = revokes {
-            self.apply_revoked(old, record.created_at);
-        }
-    }
-
-    /// Adds a key to the maps and its owner's list, unless it is there.
-    fn insert_key(&self, o: &mut OwnerKeys, record: &KeyRecord) {
-        let id = record.key_id;
-        // A key already here is this very key replayed over a snapshot that
-        // holds it, perhaps with usage or a revocation: keep that.
-        if !self.by_id.contains_key(&id) {
-            self.by_id.insert(id, record.hash);
-            self.by_hash.entry(record.hash).or_insert_with(|| KeyState {
-                rec: record.clone(),
-                dirty: false,
-            });
-        }
-        if !o.keys.iter().any(|(k, _)| *k == id) {
-            o.keys.push((id, record.hash));
-            // Keep oldest first when a restore inserts out of order.
-            if o.keys.len() > 1 {
-                let by_time = |h: &[u8; 32]| self.by_hash.get(h).map_or(0, |s| s.rec.created_at);
-                let n = o.keys.len();
-                if by_time(&o.keys[n - 2].1) > record.created_at {
-                    o.keys.sort_by_key(|(_, h)| by_time(h));
-                }
-            }
-        }
-    }
-
-    fn apply_revoked(&self, key_id: Uuid, at: Millis) {
-        let Some(h) = self.by_id.get(&key_id).map(|h| *h) else {
-            return;
-        };
-        if let Some(mut s) = self.by_hash.get_mut(&h) {
-            // The first revocation stands; a replay of it changes nothing.
-            s.rec.revoked_at.get_or_insert(at);
-        }
-    }
-
-    fn apply_deleted(&self, o: &mut OwnerKeys, key_id: Uuid) {
-        if let Some((_, h)) = self.by_id.remove(&key_id) {
-            self.by_hash.remove(&h);
-        }
-        o.keys.retain(|(k, _)| *k != key_id);
-    }
 }
+
+#[path = "store_replay.rs"]
+mod replay;
