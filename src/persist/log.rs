@@ -25,7 +25,6 @@ use super::format;
 use super::recovery::{self, SegInfo};
 use super::writer::{create_segment, Writer};
 use super::{Fs, LogMetrics, LogOptions, Lsn, PersistError, Recovered};
-use crate::clock::{Clock, SystemClock};
 
 /// How long the writer waits between retries of a failed write or flush.
 pub(super) const RETRY: Duration = Duration::from_millis(200);
@@ -350,147 +349,6 @@ impl Log {
         self.shared().app.lock().next_lsn - 1
     }
 
-    /// Starts a snapshot: asks for a new segment to start after the last LSN
-    /// assigned, and returns that LSN (`covers`). Take the image after this
-    /// returns: it then holds every change up to `covers` (and maybe some after,
-    /// which replay sets again).
-    pub fn begin_snapshot(&self) -> Result<Lsn, PersistError> {
-        let sh = self.shared();
-        let covers = {
-            let mut app = sh.app.lock();
-            if app.closing {
-                return Err(PersistError::Closed);
-            }
-            if app.failed {
-                return Err(PersistError::Unavailable);
-            }
-            let next = app.next_lsn;
-            app.chunks.push(Chunk {
-                rotate: true,
-                first_lsn: next,
-                last_lsn: next - 1,
-                bytes: Vec::new(),
-            });
-            next - 1
-        };
-        sh.wake.notify_one();
-        Ok(covers)
-    }
-
-    /// Writes the snapshot image for `covers` atomically (after making sure the
-    /// log is fdatasynced through `covers`): `.tmp` file, fsync, rename, fsync of
-    /// the directory. Then applies the retention policy: keeps this snapshot and
-    /// the previous one, deletes older snapshots and the segments whose records
-    /// all lie at or below the previous snapshot's LSN. Blocking: call it from
-    /// `spawn_blocking`.
-    pub fn write_snapshot(&self, covers: Lsn, image: &[u8]) -> Result<(), PersistError> {
-        let sh = self.shared();
-        let mut snaps = sh.snaps.lock();
-        let last = self.last_lsn();
-        if covers > last {
-            return Err(PersistError::SnapshotAhead { covers, last });
-        }
-        self.sync_through(covers)?;
-
-        let dir = &sh.opts.dir;
-        let path = dir.join(format::snapshot_name(covers));
-        let tmp = format::tmp_path(&path);
-        let fs = &sh.fs;
-        let header = format::snapshot_header(covers, image);
-        let mut f = fs
-            .write_new(&tmp)
-            .map_err(|e| PersistError::io("create", &tmp, e))?;
-        f.write_all(&header)
-            .and_then(|_| f.write_all(image))
-            .map_err(|e| PersistError::io("write", &tmp, e))?;
-        f.sync_data()
-            .map_err(|e| PersistError::io("fsync", &tmp, e))?;
-        drop(f);
-        fs.rename(&tmp, &path)
-            .map_err(|e| PersistError::io("rename", &tmp, e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| PersistError::io("fsync", dir, e))?;
-        sh.counters.snapshots.fetch_add(1, Ordering::Relaxed);
-        sh.counters
-            .last_snapshot_at
-            .store(SystemClock.now(), Ordering::Relaxed);
-        sh.counters
-            .last_snapshot_bytes
-            .store(image.len() as u64, Ordering::Relaxed);
-
-        // Retention.
-        snaps.known.retain(|&l| l < covers);
-        let prev = snaps.known.last().copied();
-        snaps.known = prev.into_iter().chain(Some(covers)).collect();
-        let mut removed = false;
-        match fs.list(dir) {
-            Ok(entries) => {
-                for p in entries {
-                    if let format::FileKind::Snapshot(l) = format::classify(&p) {
-                        if l < covers && Some(l) != prev {
-                            match fs.remove(&p) {
-                                Ok(()) => removed = true,
-                                Err(e) => tracing::warn!(
-                                    "cannot remove old snapshot {}: {e}",
-                                    p.display()
-                                ),
-                            }
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("cannot list {}: {e}", dir.display()),
-        }
-        if let Some(p) = prev {
-            let mut segs = sh.segments.lock();
-            while segs.len() > 1 && segs[1].first_lsn <= p + 1 {
-                match fs.remove(&segs[0].path) {
-                    Ok(()) => {
-                        removed = true;
-                        segs.remove(0);
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "cannot remove old log segment {}: {e}",
-                            segs[0].path.display()
-                        );
-                        break;
-                    }
-                }
-            }
-        }
-        if removed {
-            fs.sync_dir(dir)
-                .map_err(|e| PersistError::io("fsync", dir, e))?;
-        }
-        Ok(())
-    }
-
-    /// Blocks until the log is fdatasynced through `lsn`.
-    fn sync_through(&self, lsn: Lsn) -> Result<(), PersistError> {
-        let sh = self.shared();
-        {
-            let mut app = sh.app.lock();
-            app.sync_upto = app.sync_upto.max(lsn);
-        }
-        sh.wake.notify_one();
-        let mut p = sh.progress.lock();
-        loop {
-            if p.synced >= lsn {
-                return Ok(());
-            }
-            if let Some(e) = &p.error {
-                return Err(PersistError::WriteFailed {
-                    reason: e.to_string(),
-                });
-            }
-            if p.closed {
-                return Err(PersistError::Closed);
-            }
-            sh.progress_cv.wait(&mut p);
-        }
-    }
-
     /// Flushes (and fdatasyncs, whatever the mode) everything appended, then
     /// stops the writer. Later appends fail with [`PersistError::Closed`].
     pub async fn close(&self) -> Result<(), PersistError> {
@@ -539,3 +397,6 @@ impl Log {
         }
     }
 }
+
+#[path = "log_snapshot.rs"]
+mod snapshot;
