@@ -1,12 +1,13 @@
-//! Tests of durability and the reaper's wake-up: image/restore round trips,
+//! Tests of durability and the reaper: what a reap emits, image/restore round trips,
 //! replaying emitted events into a fresh [`Pools`] (the event-sourcing
 //! property), re-applying suffixes as a fuzzy snapshot makes recovery do, and
 //! the earlier-deadline hint.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use super::tests::{cfg, state, Log, A, B, BLOCK_TTL, KEY_TTL, T0};
+use super::tests::{cfg, none, state, Log, A, B, BLOCK_TTL, KEY_TTL, T0};
 use super::*;
 
 /// Builds a pool with free, blocked, kept-alive, released, deleted and
@@ -135,4 +136,74 @@ fn an_earlier_deadline_wakes_the_reaper() {
     p.keepalive(A, k, T0 + 3, &mut |_| {}).unwrap();
     assert_eq!(woken.load(Ordering::SeqCst), 2);
     assert_eq!(p.plan_wake(), Some(T0 + 2 + BLOCK_TTL));
+}
+
+#[test]
+fn reap_emits_exactly_the_lapsed_deadlines() {
+    let p = Pools::new(cfg());
+    // A's keys expire one a second from T0+KEY_TTL; B's four keys are blocked
+    // one a second from T1 and expire after all of A's.
+    let keys: Vec<Uuid> = (0..10)
+        .map(|i| p.create(A, T0 + i * 1_000, &mut |_| {}).key_id)
+        .collect();
+    let t1 = T0 + 10_000;
+    let leases: Vec<Checkout> = (0..4)
+        .map(|i| {
+            p.create(B, t1, &mut |_| {});
+            p.checkout(B, t1 + i * 1_000, &mut |_| {}).unwrap()
+        })
+        .collect();
+    assert_eq!(p.next_deadline(), Some(t1 + BLOCK_TTL));
+    let mut log = Log::default();
+    let r = p.reap(t1 + BLOCK_TTL + 1_000, &mut log.emit());
+    assert_eq!(
+        r,
+        Reaped {
+            expired: 0,
+            released: 2
+        }
+    );
+    let got: HashSet<String> = log.take().iter().map(|e| format!("{e:?}")).collect();
+    let want: HashSet<String> = leases[..2]
+        .iter()
+        .map(|c| {
+            format!(
+                "{:?}",
+                PoolEvent::Released {
+                    owner: B,
+                    key_id: c.key_id
+                }
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(p.next_deadline(), Some(t1 + BLOCK_TTL + 2_000));
+    // A's keys created at T0..T0+2000 have expired; B's other blocks are over.
+    let r = p.reap(T0 + KEY_TTL + 2_000, &mut log.emit());
+    assert_eq!(
+        r,
+        Reaped {
+            expired: 3,
+            released: 2
+        }
+    );
+    let events = log.take();
+    let deleted: HashSet<Uuid> = events
+        .iter()
+        .filter_map(|e| match e {
+            PoolEvent::Deleted { owner: A, key_id } => Some(*key_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, keys[..3].iter().copied().collect());
+    assert_eq!(events.len(), 5);
+    // Nothing is left to do at the same instant.
+    assert_eq!(p.reap(T0 + KEY_TTL + 2_000, &mut none()), Reaped::default());
+    assert_eq!(p.next_deadline(), Some(T0 + KEY_TTL + 3_000));
+    let free = |n| Stats {
+        total: n,
+        available: n,
+        blocked: 0,
+    };
+    assert_eq!((p.stats(A), p.stats(B)), (free(7), free(4)));
 }
