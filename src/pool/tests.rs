@@ -1,7 +1,7 @@
 //! Unit tests of [`Pools`]' operations: deadlines, leases, ownership,
-//! randomness, stats and the reaper, with the helpers the other test modules
-//! share. Time is passed explicitly; nothing sleeps. Snapshots, replay and the
-//! reaper's wake-up are tested in `replay_tests.rs`; a property test against a
+//! randomness and stats, with the helpers the other test modules share. Time
+//! is passed explicitly; nothing sleeps. The reaper, snapshots and replay are
+//! tested in `replay_tests.rs`; a property test against a
 //! plain `BTreeMap` model is in `model_tests.rs`.
 
 use std::collections::HashSet;
