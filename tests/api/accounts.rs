@@ -78,6 +78,23 @@ fn register_login_and_the_eleventh_session_use() {
 }
 
 #[test]
+fn a_session_expires_after_its_ttl_with_uses_left() {
+    let mut args = RELAXED.to_vec();
+    args.extend(["--session-ttl", "1s"]);
+    let s = Server::start(&args);
+    let token = register_and_login(&s, "brief");
+    let r = s.call("GET", "/list-keys", Some(&token), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    std::thread::sleep(Duration::from_millis(1_300));
+    let r = s.call("GET", "/list-keys", Some(&token), None);
+    assert_eq!(
+        (r.status, r.error()),
+        (401, "Session expired. Please log in again."),
+        "9 of its 10 uses were left"
+    );
+}
+
+#[test]
 fn thirty_requests_racing_on_one_session_are_served_exactly_ten_times() {
     let s = Arc::new(Server::start(RELAXED));
     let token = Arc::new(register_and_login(&s, "racer"));
