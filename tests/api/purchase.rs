@@ -254,6 +254,8 @@ fn a_purchase_the_balance_cannot_cover_is_refused() {
         Some(json!({"video_id": "no-such-video", "pin": "1357"})),
     );
     assert_eq!(r.status, 404);
+    let r = s.call("GET", "/video/info?video_id=no-such-video", Some(&t), None);
+    assert_eq!((r.status, r.error()), (404, "No video with that video_id."));
 }
 
 #[test]
