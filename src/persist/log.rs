@@ -59,6 +59,19 @@ pub(super) struct Appending {
     pub(super) sync_upto: Lsn,
 }
 
+impl Appending {
+    /// `Ok` while the log takes appends: not closing, and not failing.
+    pub(super) fn writable(&self) -> Result<(), PersistError> {
+        if self.closing {
+            Err(PersistError::Closed)
+        } else if self.failed {
+            Err(PersistError::Unavailable)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// What the writer publishes.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Progress {
@@ -267,12 +280,7 @@ impl Log {
         let sh = self.shared();
         let lsn = {
             let mut app = sh.app.lock();
-            if app.closing {
-                return Err(PersistError::Closed);
-            }
-            if app.failed {
-                return Err(PersistError::Unavailable);
-            }
+            app.writable()?;
             let lsn = app.next_lsn;
             app.next_lsn += 1;
             let chunk = match app.chunks.last_mut() {
@@ -298,14 +306,7 @@ impl Log {
 
     /// Is the log accepting writes? Cheap; check it before changing memory.
     pub fn check_writable(&self) -> Result<(), PersistError> {
-        let app = self.shared().app.lock();
-        if app.closing {
-            Err(PersistError::Closed)
-        } else if app.failed {
-            Err(PersistError::Unavailable)
-        } else {
-            Ok(())
-        }
+        self.shared().app.lock().writable()
     }
 
     /// Resolves when `lsn` is durable per the fsync mode: `Always` → written

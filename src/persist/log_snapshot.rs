@@ -5,6 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::super::format;
+use super::super::writer::write_atomically;
 use super::super::{Lsn, PersistError};
 use super::{Chunk, Log, Snaps};
 use crate::clock::{Clock, SystemClock};
@@ -18,12 +19,7 @@ impl Log {
         let sh = self.shared();
         let covers = {
             let mut app = sh.app.lock();
-            if app.closing {
-                return Err(PersistError::Closed);
-            }
-            if app.failed {
-                return Err(PersistError::Unavailable);
-            }
+            app.writable()?;
             let next = app.next_lsn;
             app.chunks.push(Chunk {
                 rotate: true,
@@ -52,22 +48,8 @@ impl Log {
 
         let dir = &sh.opts.dir;
         let path = dir.join(format::snapshot_name(covers));
-        let tmp = format::tmp_path(&path);
-        let fs = &sh.fs;
         let header = format::snapshot_header(covers, image);
-        let mut f = fs
-            .write_new(&tmp)
-            .map_err(|e| PersistError::io("create", &tmp, e))?;
-        f.write_all(&header)
-            .and_then(|_| f.write_all(image))
-            .map_err(|e| PersistError::io("write", &tmp, e))?;
-        f.sync_data()
-            .map_err(|e| PersistError::io("fsync", &tmp, e))?;
-        drop(f);
-        fs.rename(&tmp, &path)
-            .map_err(|e| PersistError::io("rename", &tmp, e))?;
-        fs.sync_dir(dir)
-            .map_err(|e| PersistError::io("fsync", dir, e))?;
+        write_atomically(&*sh.fs, dir, &path, &[&header, image])?;
         sh.counters.snapshots.fetch_add(1, Ordering::Relaxed);
         sh.counters
             .last_snapshot_at

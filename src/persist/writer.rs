@@ -4,7 +4,7 @@
 //! segments, and on a failure keeps the bytes and retries them.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,6 +12,32 @@ use std::time::Instant;
 use super::log::{Chunk, Shared, EVERYSEC, RETRY};
 use super::recovery::SegInfo;
 use super::{format, Fs, FsFile, FsyncMode, LogOptions, Lsn, PersistError};
+
+/// Writes `parts` as the whole of file `path` in `dir` so that a crash leaves
+/// either no file or all of it: a `.tmp` beside it, fdatasynced, renamed over
+/// `path`, and the directory fsynced.
+pub(super) fn write_atomically(
+    fs: &dyn Fs,
+    dir: &Path,
+    path: &Path,
+    parts: &[&[u8]],
+) -> Result<(), PersistError> {
+    let tmp = format::tmp_path(path);
+    let mut f = fs
+        .write_new(&tmp)
+        .map_err(|e| PersistError::io("create", &tmp, e))?;
+    parts
+        .iter()
+        .try_for_each(|p| f.write_all(p))
+        .map_err(|e| PersistError::io("write", &tmp, e))?;
+    f.sync_data()
+        .map_err(|e| PersistError::io("fsync", &tmp, e))?;
+    drop(f);
+    fs.rename(&tmp, path)
+        .map_err(|e| PersistError::io("rename", &tmp, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| PersistError::io("fsync", dir, e))
+}
 
 /// Creates segment `seq` starting at `first_lsn` atomically (header written to
 /// a `.tmp`, fdatasynced, renamed, directory fsynced) and opens it for appending.
@@ -22,19 +48,7 @@ pub(super) fn create_segment(
     first_lsn: Lsn,
 ) -> Result<(Box<dyn FsFile>, PathBuf), PersistError> {
     let path = opts.dir.join(format::segment_name(seq));
-    let tmp = format::tmp_path(&path);
-    let mut f = fs
-        .write_new(&tmp)
-        .map_err(|e| PersistError::io("create", &tmp, e))?;
-    f.write_all(&format::segment_header(first_lsn))
-        .map_err(|e| PersistError::io("write", &tmp, e))?;
-    f.sync_data()
-        .map_err(|e| PersistError::io("fsync", &tmp, e))?;
-    drop(f);
-    fs.rename(&tmp, &path)
-        .map_err(|e| PersistError::io("rename", &tmp, e))?;
-    fs.sync_dir(&opts.dir)
-        .map_err(|e| PersistError::io("fsync", &opts.dir, e))?;
+    write_atomically(fs, &opts.dir, &path, &[&format::segment_header(first_lsn)])?;
     let file = fs
         .open_append(&path)
         .map_err(|e| PersistError::io("open", &path, e))?;
