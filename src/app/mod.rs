@@ -11,6 +11,7 @@
 //! flusher, snapshotter) live in `tasks.rs`; start-up recovery in `recovery.rs`.
 
 pub mod recovery;
+mod state;
 mod tasks;
 
 #[cfg(test)]
@@ -18,19 +19,20 @@ mod model_tests;
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use arc_swap::{ArcSwap, Guard};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::accounts::{Accounts, AccountsConfig, AccountsImage};
-use crate::apikeys::{ApiKeys, ApiKeysConfig, ApiKeysImage};
+use crate::accounts::AccountsConfig;
+use crate::apikeys::ApiKeysConfig;
 use crate::clock::{millis, Clock, Millis};
 use crate::codec;
 use crate::config::Config;
 use crate::event::EventRef;
 use crate::persist::{Log, Lsn, PersistError};
-use crate::pool::{PoolConfig, PoolImage, Pools};
-use crate::purchase::{Catalog, PurchaseConfig, Purchases, PurchasesImage, StreamSigner};
+use crate::pool::PoolConfig;
+use crate::purchase::{Catalog, PurchaseConfig, StreamSigner};
 
+pub use state::{State, StateImage};
 pub use tasks::Tasks;
 
 /// How many argon2 hashes may run at once: one fewer than the cores (at least
@@ -65,29 +67,16 @@ pub enum WriteError {
     Unavailable(#[from] PersistError),
 }
 
-/// The whole state as a snapshot stores it.
-#[derive(Serialize, Deserialize)]
-pub struct StateImage {
-    pub pools: PoolImage,
-    pub accounts: AccountsImage,
-    pub apikeys: ApiKeysImage,
-    pub purchases: PurchasesImage,
-}
-
 /// Everything the server knows, and the log that makes it durable.
 pub struct App {
     /// The command line the server was started with.
     pub config: Config,
     /// The time source every domain call is given.
     pub clock: Arc<dyn Clock>,
-    /// Key pools of every account.
-    pub pools: Pools,
-    /// Accounts, passwords and sessions.
-    pub accounts: Accounts,
-    /// API keys and their usage.
-    pub apikeys: ApiKeys,
-    /// Purchases and PINs.
-    pub purchases: Purchases,
+    /// Every domain. Replaced whole (never changed in place by anything but
+    /// domain operations) when a failed log write makes the server fall back to
+    /// what is durable; load it once per request with [`App::state`].
+    state: ArcSwap<State>,
     /// The videos for sale.
     pub catalog: Catalog,
     /// Signs the short-lived URLs that stream a bought video. The secret is new
@@ -107,6 +96,8 @@ pub struct App {
 /// Collects the log position of the events one change emits.
 pub struct Recorder<'a> {
     log: &'a Log,
+    /// The epoch of the state the change is applied to.
+    epoch: u64,
     last: Option<Lsn>,
     failed: Option<PersistError>,
 }
@@ -124,7 +115,7 @@ impl Recorder<'_> {
                 return;
             }
         };
-        match self.log.append(&bytes) {
+        match self.log.append_in(self.epoch, &bytes) {
             Ok(lsn) => self.last = Some(lsn),
             Err(e) => self.failed = Some(e),
         }
@@ -137,22 +128,37 @@ impl App {
         self.clock.now()
     }
 
-    /// Makes a change: runs `op` (which calls a domain operation and passes each
-    /// event it emits to the recorder), then waits until the log has made those
-    /// events durable. Refuses before changing anything while the log cannot
-    /// write.
-    pub async fn write<R>(&self, op: impl FnOnce(&mut Recorder<'_>) -> R) -> Result<R, WriteError> {
+    /// The current state. Cheap (no shared counter is touched); keep the guard
+    /// for one synchronous piece of work, not across an `.await`.
+    pub fn state(&self) -> Guard<Arc<State>> {
+        self.state.load()
+    }
+
+    /// Makes a change: runs `op` on the current state (it calls a domain
+    /// operation and passes each event it emits to the recorder), then waits
+    /// until the log has made those events durable. Refuses before changing
+    /// anything while the log cannot write.
+    pub async fn write<R>(
+        &self,
+        op: impl FnOnce(&State, &mut Recorder<'_>) -> R,
+    ) -> Result<R, WriteError> {
         self.log.check_writable()?;
-        let mut rec = Recorder {
-            log: &self.log,
-            last: None,
-            failed: None,
+        let (out, last) = {
+            // The guard is dropped before the await below.
+            let state = self.state.load();
+            let mut rec = Recorder {
+                log: &self.log,
+                epoch: state.epoch,
+                last: None,
+                failed: None,
+            };
+            let out = op(&state, &mut rec);
+            if let Some(e) = rec.failed {
+                return Err(e.into());
+            }
+            (out, rec.last)
         };
-        let out = op(&mut rec);
-        if let Some(e) = rec.failed {
-            return Err(e.into());
-        }
-        if let Some(lsn) = rec.last {
+        if let Some(lsn) = last {
             self.log.durable(lsn).await?;
         }
         Ok(out)
@@ -165,12 +171,7 @@ impl App {
 
     /// Copies the whole state, one lock at a time.
     pub fn image(&self) -> StateImage {
-        StateImage {
-            pools: self.pools.image(),
-            accounts: self.accounts.image(),
-            apikeys: self.apikeys.image(),
-            purchases: self.purchases.image(),
-        }
+        self.state.load().image()
     }
 
     /// Takes a snapshot: marks the log position it covers, copies the state

@@ -90,8 +90,8 @@ fn run(ops: Vec<Op>) {
                 Op::Create(owner) => {
                     let owner = AccountId(owner as u64);
                     let c = app
-                        .write(|r| {
-                            app.pools
+                        .write(|st, r| {
+                            st.pools
                                 .create(owner, now, &mut |e| r.record(EventRef::Pool(e)))
                         })
                         .await
@@ -101,8 +101,8 @@ fn run(ops: Vec<Op>) {
                 Op::Checkout(owner) => {
                     let owner = AccountId(owner as u64);
                     let got = app
-                        .write(|r| {
-                            app.pools
+                        .write(|st, r| {
+                            st.pools
                                 .checkout(owner, now, &mut |e| r.record(EventRef::Pool(e)))
                         })
                         .await
@@ -120,8 +120,8 @@ fn run(ops: Vec<Op>) {
                             _ => lease,
                         };
                         let _ = app
-                            .write(|r| {
-                                app.pools.release(owner, id, lease, now, &mut |e| {
+                            .write(|st, r| {
+                                st.pools.release(owner, id, lease, now, &mut |e| {
                                     r.record(EventRef::Pool(e))
                                 })
                             })
@@ -132,8 +132,8 @@ fn run(ops: Vec<Op>) {
                 Op::Delete(i) => {
                     if let Some((owner, id, _)) = pick(i, &seen) {
                         let _ = app
-                            .write(|r| {
-                                app.pools.delete(owner, id, None, now, &mut |e| {
+                            .write(|st, r| {
+                                st.pools.delete(owner, id, None, now, &mut |e| {
                                     r.record(EventRef::Pool(e))
                                 })
                             })
@@ -144,8 +144,8 @@ fn run(ops: Vec<Op>) {
                 Op::Keepalive(i) => {
                     if let Some((owner, id, _)) = pick(i, &seen) {
                         let _ = app
-                            .write(|r| {
-                                app.pools
+                            .write(|st, r| {
+                                st.pools
                                     .keepalive(owner, id, now, &mut |e| r.record(EventRef::Pool(e)))
                             })
                             .await
@@ -157,7 +157,7 @@ fn run(ops: Vec<Op>) {
                     app.snapshot().await.unwrap();
                 }
                 Op::CleanRestart | Op::PowerLoss => {
-                    let before = sorted(app.pools.image());
+                    let before = sorted(app.state().pools.image());
                     if matches!(op, Op::CleanRestart) {
                         app.snapshot().await.unwrap();
                         app.log.close().await.unwrap();
@@ -168,12 +168,12 @@ fn run(ops: Vec<Op>) {
                     }
                     drop(app);
                     app = open(&fs, &clock);
-                    let after = sorted(app.pools.image());
+                    let after = sorted(app.state().pools.image());
                     assert_eq!(before, after, "{op:?} changed the acknowledged state");
                 }
             }
             // replay(snapshot(state)) == state, at every step.
-            let image = app.pools.image();
+            let image = app.state().pools.image();
             let restored = Pools::restore(App::pool_config(&app.config), image.clone());
             assert_eq!(sorted(restored.image()), sorted(image));
         }

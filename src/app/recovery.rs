@@ -8,16 +8,13 @@ use std::sync::Arc;
 use rand::RngCore;
 use tokio::sync::{Notify, Semaphore};
 
-use super::{App, StateImage};
-use crate::accounts::Accounts;
-use crate::apikeys::ApiKeys;
+use arc_swap::ArcSwap;
+
+use super::{App, State};
 use crate::clock::Clock;
-use crate::codec;
 use crate::config::Config;
-use crate::event::Event;
 use crate::persist::{Fs, Log, LogOptions, PersistError};
-use crate::pool::Pools;
-use crate::purchase::{Catalog, Purchases, StreamSigner};
+use crate::purchase::{Catalog, StreamSigner};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,31 +54,7 @@ impl App {
             tracing::warn!("{w}");
         }
 
-        let pool_cfg = App::pool_config(&config);
-        let acc_cfg = App::accounts_config(&config);
-        let key_cfg = App::apikeys_config(&config);
-        let pur_cfg = App::purchase_config(&config);
-        let (pools, accounts, apikeys, purchases) = match &recovered.snapshot {
-            Some((lsn, bytes)) => {
-                let image: StateImage =
-                    codec::decode_snapshot(bytes).map_err(|e| OpenError::Snapshot {
-                        lsn: *lsn,
-                        reason: e.to_string(),
-                    })?;
-                (
-                    Pools::restore(pool_cfg, image.pools),
-                    Accounts::restore(acc_cfg, image.accounts),
-                    ApiKeys::restore(key_cfg, image.apikeys),
-                    Purchases::restore(pur_cfg, image.purchases),
-                )
-            }
-            None => (
-                Pools::new(pool_cfg),
-                Accounts::new(acc_cfg),
-                ApiKeys::new(key_cfg),
-                Purchases::new(pur_cfg),
-            ),
-        };
+        let state = State::recover(&config, &recovered, 0)?;
 
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -89,10 +62,7 @@ impl App {
         let app = App {
             config,
             clock,
-            pools,
-            accounts,
-            apikeys,
-            purchases,
+            state: ArcSwap::from_pointee(state),
             catalog,
             stream_signer: StreamSigner::new(secret),
             log,
@@ -101,14 +71,8 @@ impl App {
             settle_wake: Notify::new(),
         };
         let replayed = recovered.records.len();
-        for (lsn, bytes) in &recovered.records {
-            let event: Event = codec::decode_record(bytes).map_err(|e| OpenError::Record {
-                lsn: *lsn,
-                reason: e.to_string(),
-            })?;
-            app.apply(&event);
-        }
-        app.pools
+        app.state()
+            .pools
             .set_waker(Box::new(move || reaper_wake.notify_one()));
         tracing::info!(
             snapshot = ?recovered.snapshot.as_ref().map(|(lsn, _)| *lsn),
@@ -117,16 +81,5 @@ impl App {
             "state recovered"
         );
         Ok(Arc::new(app))
-    }
-
-    /// Applies one event to memory: the same code for live changes and replay.
-    pub fn apply(&self, event: &Event) {
-        match event {
-            Event::Pool(e) => self.pools.apply(e),
-            Event::Account(e) => self.accounts.apply(e),
-            Event::ApiKey(e) => self.apikeys.apply(e),
-            Event::Purchase(e) => self.purchases.apply(e),
-            Event::Batch(events) => events.iter().for_each(|e| self.apply(e)),
-        }
     }
 }

@@ -61,7 +61,7 @@ async fn reaper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         let now = app.now();
         let reaped = app
-            .write(|rec| app.pools.reap(now, &mut |e| rec.record(EventRef::Pool(e))))
+            .write(|st, rec| st.pools.reap(now, &mut |e| rec.record(EventRef::Pool(e))))
             .await;
         match reaped {
             Ok(r) if r.expired + r.released > 0 => {
@@ -72,7 +72,7 @@ async fn reaper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
         // `plan_wake` publishes the time we will wake; a deadline added after
         // it that is earlier calls the waker, so none is missed.
-        let next = app.pools.plan_wake().unwrap_or(u64::MAX);
+        let next = app.state().pools.plan_wake().unwrap_or(u64::MAX);
         let wait = Duration::from_millis(next.saturating_sub(app.now())).min(REAPER_MAX_SLEEP);
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
@@ -88,10 +88,14 @@ async fn reaper(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
         let now = app.now();
-        for due in app.purchases.due(now) {
-            let balance = app.accounts.balance(due.account).unwrap_or(0);
+        for due in app.state().purchases.due(now) {
+            let balance = app.state().accounts.balance(due.account).unwrap_or(0);
             let ok = balance >= due.price;
-            let Some(settled) = app.purchases.settle_event(&due.purchase_id, ok, now) else {
+            let Some(settled) = app
+                .state()
+                .purchases
+                .settle_event(&due.purchase_id, ok, now)
+            else {
                 continue;
             };
             let mut events = vec![Event::Purchase(settled)];
@@ -101,8 +105,8 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 ));
             }
             let result = app
-                .write(|rec| {
-                    events.iter().for_each(|e| app.apply(e));
+                .write(|st, rec| {
+                    events.iter().for_each(|e| st.apply(e));
                     rec.record(EventRef::Batch(&events));
                 })
                 .await;
@@ -111,7 +115,7 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "cannot settle a purchase now; will retry"),
             }
         }
-        let next = app.purchases.next_settlement().unwrap_or(u64::MAX);
+        let next = app.state().purchases.next_settlement().unwrap_or(u64::MAX);
         let wait =
             Duration::from_millis(next.saturating_sub(app.now())).min(Duration::from_secs(1));
         tokio::select! {
@@ -135,12 +139,12 @@ async fn flusher(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 async fn flush_once(app: &Arc<App>) {
     let now = app.now();
     let result = app
-        .write(|rec| {
-            app.apikeys
+        .write(|st, rec| {
+            st.apikeys
                 .flush_usage(&mut |e| rec.record(EventRef::ApiKey(e)));
-            app.accounts
+            st.accounts
                 .flush_session_uses(&mut |e| rec.record(EventRef::Account(e)));
-            app.accounts
+            st.accounts
                 .purge_sessions(now, &mut |e| rec.record(EventRef::Account(e)));
         })
         .await;

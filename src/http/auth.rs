@@ -63,7 +63,7 @@ impl Http {
             Credential::ApiKey(_) if need == Need::Session => Err(refused(ApiError::unauthorized(
                 "This route needs a session token from /login, not an API key.",
             ))),
-            Credential::ApiKey(key) => match self.app.apikeys.verify(key, now) {
+            Credential::ApiKey(key) => match self.app.state().apikeys.verify(key, now) {
                 Ok(auth) => {
                     if let Some(limit) = auth.rate_limit {
                         self.limits
@@ -84,7 +84,7 @@ impl Http {
                     KeyAuthError::Expired => "This API key has expired.",
                 }))),
             },
-            Credential::Session(token) => match self.app.accounts.use_session(token, now) {
+            Credential::Session(token) => match self.app.state().accounts.use_session(token, now) {
                 Ok(s) => Ok(Caller {
                     account: s.account,
                     via: Via::Session,

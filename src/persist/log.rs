@@ -57,6 +57,8 @@ pub(super) struct Appending {
     pub(super) closing: bool,
     /// Someone (a snapshot) needs the log fdatasynced through this LSN.
     pub(super) sync_upto: Lsn,
+    /// The epoch records must carry (see [`Log::append_in`]).
+    pub(super) epoch: u64,
 }
 
 impl Appending {
@@ -227,6 +229,7 @@ impl Log {
                 failed: false,
                 closing: false,
                 sync_upto: 0,
+                epoch: 0,
             }),
             wake: Condvar::new(),
             progress: Mutex::new(progress),
@@ -274,6 +277,15 @@ impl Log {
     /// that ordered the change. Errors with [`PersistError::Unavailable`] while
     /// the log is failing, so that the caller changes nothing.
     pub fn append(&self, record: &[u8]) -> Result<Lsn, PersistError> {
+        let epoch = self.shared().app.lock().epoch;
+        self.append_in(epoch, record)
+    }
+
+    /// [`Log::append`] for a change made to the state of `epoch`: refused with
+    /// [`PersistError::Unavailable`] unless that is the log's current epoch, so
+    /// a change applied to a state that has since been replaced (after a failed
+    /// write, see `app::State`) is never logged.
+    pub fn append_in(&self, epoch: u64, record: &[u8]) -> Result<Lsn, PersistError> {
         if record.is_empty() || record.len() > format::MAX_RECORD {
             return Err(PersistError::BadRecord { len: record.len() });
         }
@@ -281,6 +293,9 @@ impl Log {
         let lsn = {
             let mut app = sh.app.lock();
             app.writable()?;
+            if app.epoch != epoch {
+                return Err(PersistError::Unavailable);
+            }
             let lsn = app.next_lsn;
             app.next_lsn += 1;
             let chunk = match app.chunks.last_mut() {

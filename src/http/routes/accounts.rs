@@ -62,14 +62,14 @@ pub async fn register(http: &Http, ctx: &mut Ctx) -> Reply {
     let body: Register = ctx.json().await?;
     let app = &http.app;
     validate_registration(
-        app.accounts.config(),
+        app.state().accounts.config(),
         &body.username,
         &body.password,
         body.email.as_deref(),
     )
     .map_err(account_error)?;
     // Refuse a taken name before spending a hash on it; `register` checks again.
-    if app.accounts.find(&body.username).is_some() {
+    if app.state().accounts.find(&body.username).is_some() {
         return Err(ApiError::conflict("Username already exists."));
     }
     let pw = body.password;
@@ -80,8 +80,8 @@ pub async fn register(http: &Http, ctx: &mut Ctx) -> Reply {
             ApiError::internal()
         })?;
     let now = app.now();
-    app.write(|rec| {
-        app.accounts
+    app.write(|st, rec| {
+        st.accounts
             .register(&body.username, body.email.as_deref(), hash, now, &mut |e| {
                 rec.record(EventRef::Account(e))
             })
@@ -102,7 +102,7 @@ pub async fn login(http: &Http, ctx: &mut Ctx) -> Reply {
     http.check_ip(ctx)?;
     let body: Login = ctx.json().await?;
     let app = &http.app;
-    let found = app.accounts.login_lookup(&body.username);
+    let found = app.state().accounts.login_lookup(&body.username);
     let phc = found
         .as_ref()
         .map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
@@ -114,8 +114,8 @@ pub async fn login(http: &Http, ctx: &mut Ctx) -> Reply {
     };
     let now = app.now();
     let s = app
-        .write(|rec| {
-            app.accounts
+        .write(|st, rec| {
+            st.accounts
                 .create_session(account, now, &mut |e| rec.record(EventRef::Account(e)))
         })
         .await?;
@@ -133,8 +133,8 @@ pub async fn logout(http: &Http, ctx: &mut Ctx) -> Reply {
         _ => return Err(ApiError::unauthorized("Missing session token.")),
     };
     let app = &http.app;
-    app.write(|rec| {
-        app.accounts
+    app.write(|st, rec| {
+        st.accounts
             .end_session(&token, &mut |e| rec.record(EventRef::Account(e)))
     })
     .await?;

@@ -35,8 +35,8 @@ async fn create(
 ) -> Result<crate::apikeys::NewKey, ApiError> {
     let app = &http.app;
     let now = app.now();
-    app.write(|rec| {
-        app.apikeys.create(caller.account, req, now, &mut |e| {
+    app.write(|st, rec| {
+        st.apikeys.create(caller.account, req, now, &mut |e| {
             rec.record(EventRef::ApiKey(e))
         })
     })
@@ -56,6 +56,7 @@ pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let body: Seed000Create = ctx.json().await?;
     let me = http
         .app
+        .state()
         .accounts
         .get(caller.account)
         .ok_or_else(ApiError::internal)?;
@@ -94,8 +95,8 @@ pub async fn seed000_delete(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Session)?;
     let body: ByName = ctx.json().await?;
     let app = &http.app;
-    app.write(|rec| {
-        app.apikeys
+    app.write(|st, rec| {
+        st.apikeys
             .delete_by_name(caller.account, &body.name, &mut |e| {
                 rec.record(EventRef::ApiKey(e))
             })
@@ -148,7 +149,11 @@ pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
 /// `GET /list-keys` (seed 001): prefixes (a hashed store cannot list keys) and details.
 pub fn list(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
-    let keys = http.app.apikeys.list(caller.account, http.app.now());
+    let keys = http
+        .app
+        .state()
+        .apikeys
+        .list(caller.account, http.app.now());
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -169,8 +174,8 @@ pub async fn revoke(http: &Http, ctx: &mut Ctx) -> Reply {
     let body: Revoke = ctx.json().await?;
     let app = &http.app;
     let now = app.now();
-    app.write(|rec| {
-        app.apikeys
+    app.write(|st, rec| {
+        st.apikeys
             .revoke(caller.account, body.key.trim(), now, &mut |e| {
                 rec.record(EventRef::ApiKey(e))
             })
@@ -185,7 +190,7 @@ pub async fn revoke(http: &Http, ctx: &mut Ctx) -> Reply {
 
 /// Seed 003's `{email}`: the caller's own email or username, else 403.
 fn own_account(http: &Http, caller: Caller, who: &str) -> Result<(), ApiError> {
-    match http.app.accounts.find(&param(who)) {
+    match http.app.state().accounts.find(&param(who)) {
         Some(id) if id == caller.account => Ok(()),
         _ => Err(not_yours()),
     }
@@ -193,8 +198,17 @@ fn own_account(http: &Http, caller: Caller, who: &str) -> Result<(), ApiError> {
 
 /// The seed 003 view of the account's primary key.
 fn preference(http: &Http, caller: Caller) -> Value {
-    let balance = http.app.accounts.balance(caller.account).unwrap_or(0);
-    let primary = http.app.apikeys.primary(caller.account, http.app.now());
+    let balance = http
+        .app
+        .state()
+        .accounts
+        .balance(caller.account)
+        .unwrap_or(0);
+    let primary = http
+        .app
+        .state()
+        .apikeys
+        .primary(caller.account, http.app.now());
     serde_json::to_value(KeyPreference::new(primary.as_ref(), balance)).unwrap_or(Value::Null)
 }
 
@@ -223,8 +237,8 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let app = &http.app;
     let now = app.now();
     let new = app
-        .write(|rec| {
-            app.apikeys
+        .write(|st, rec| {
+            st.apikeys
                 .replace_primary(caller.account, body.key_name, now, &mut |e| {
                     rec.record(EventRef::ApiKey(e))
                 })
@@ -248,8 +262,8 @@ pub async fn seed003_revoke(http: &Http, ctx: &mut Ctx, who: &str) -> Reply {
     own_account(http, caller, who)?;
     let app = &http.app;
     let now = app.now();
-    app.write(|rec| {
-        app.apikeys.revoke_primary(caller.account, now, &mut |e| {
+    app.write(|st, rec| {
+        st.apikeys.revoke_primary(caller.account, now, &mut |e| {
             rec.record(EventRef::ApiKey(e))
         })
     })

@@ -23,14 +23,17 @@ pub fn healthz(http: &Http) -> Reply {
 /// `GET /stats`: the caller's pool.
 pub fn stats(http: &Http, ctx: &Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Pool)?;
-    Ok(json(StatusCode::OK, &http.app.pools.stats(caller.account)))
+    Ok(json(
+        StatusCode::OK,
+        &http.app.state().pools.stats(caller.account),
+    ))
 }
 
 /// `GET /metrics`.
 pub fn metrics(http: &Http) -> Reply {
     let mut out = String::with_capacity(4096);
     http.metrics.render(&mut out);
-    let t = http.app.pools.totals();
+    let t = http.app.state().pools.totals();
     gauge(&mut out, "keypool_pool_keys", "Keys in all pools.", t.total);
     gauge(
         &mut out,

@@ -44,8 +44,8 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
     let app = &http.app;
     let now = app.now();
     let created = app
-        .write(|rec| {
-            app.pools
+        .write(|st, rec| {
+            st.pools
                 .create(caller.account, now, &mut |e| rec.record(EventRef::Pool(e)))
         })
         .await?;
@@ -61,8 +61,8 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx) -> Reply {
     let app = &http.app;
     let now = app.now();
     let c = app
-        .write(|rec| {
-            app.pools
+        .write(|st, rec| {
+            st.pools
                 .checkout(caller.account, now, &mut |e| rec.record(EventRef::Pool(e)))
         })
         .await?
@@ -84,6 +84,7 @@ pub fn get(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let id = key_id(raw)?;
     let info = http
         .app
+        .state()
         .pools
         .get(caller.account, id, http.app.now())
         .map_err(pool_error)?;
@@ -108,8 +109,8 @@ pub async fn release(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let lease = lease(ctx)?;
     let app = &http.app;
     let now = app.now();
-    app.write(|rec| {
-        app.pools.release(caller.account, id, lease, now, &mut |e| {
+    app.write(|st, rec| {
+        st.pools.release(caller.account, id, lease, now, &mut |e| {
             rec.record(EventRef::Pool(e))
         })
     })
@@ -128,8 +129,8 @@ pub async fn delete(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let lease = lease(ctx)?;
     let app = &http.app;
     let now = app.now();
-    app.write(|rec| {
-        app.pools.delete(caller.account, id, lease, now, &mut |e| {
+    app.write(|st, rec| {
+        st.pools.delete(caller.account, id, lease, now, &mut |e| {
             rec.record(EventRef::Pool(e))
         })
     })
@@ -145,8 +146,8 @@ pub async fn keepalive(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     let app = &http.app;
     let now = app.now();
     let expires_at = app
-        .write(|rec| {
-            app.pools.keepalive(caller.account, id, now, &mut |e| {
+        .write(|st, rec| {
+            st.pools.keepalive(caller.account, id, now, &mut |e| {
                 rec.record(EventRef::Pool(e))
             })
         })

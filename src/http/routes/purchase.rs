@@ -92,7 +92,7 @@ pub fn info(http: &Http, ctx: &mut Ctx) -> Reply {
         Credential::None => None,
         _ => Some(http.authenticate(ctx, Need::Any)?),
     };
-    let latest = caller.and_then(|c| http.app.purchases.latest(c.account, &v.id));
+    let latest = caller.and_then(|c| http.app.state().purchases.latest(c.account, &v.id));
     let mut body = json!({
         "video_id": v.id,
         "title": v.title,
@@ -111,11 +111,11 @@ pub fn info(http: &Http, ctx: &mut Ctx) -> Reply {
     if let (Some(c), Some(obj)) = (caller, body.as_object_mut()) {
         obj.insert(
             "balance".into(),
-            json!(http.app.accounts.balance(c.account).unwrap_or(0)),
+            json!(http.app.state().accounts.balance(c.account).unwrap_or(0)),
         );
         obj.insert(
             "has_pin".into(),
-            json!(http.app.purchases.has_pin(c.account)),
+            json!(http.app.state().purchases.has_pin(c.account)),
         );
     }
     Ok(json(StatusCode::OK, &body))
@@ -132,6 +132,7 @@ pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
     let body: SetPin = ctx.json().await?;
     // A lockout would mean little if the one locked out could set a new PIN.
     http.app
+        .state()
         .purchases
         .check_lock(caller.account, http.app.now())
         .map_err(pin_error)?;
@@ -141,8 +142,8 @@ pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
         .await?
         .map_err(|_| pin_error(PinCheckError::Invalid))?;
     let app = &http.app;
-    app.write(|rec| {
-        app.purchases.set_pin(caller.account, hash, &mut |e| {
+    app.write(|st, rec| {
+        st.purchases.set_pin(caller.account, hash, &mut |e| {
             rec.record(EventRef::Purchase(e))
         })
     })
@@ -164,7 +165,7 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
     let body: Buy = ctx.json().await?;
     let v = video(http, body.video_id.as_deref())?.clone();
     let app = &http.app;
-    if let Some(p) = app.purchases.latest(caller.account, &v.id) {
+    if let Some(p) = app.state().purchases.latest(caller.account, &v.id) {
         if p.status == PurchaseStatus::Purchased {
             return Ok(json(StatusCode::OK, &purchase_json(http, &p)));
         }
@@ -174,10 +175,12 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
         .ok_or_else(|| ApiError::bad_request("Field `pin` is required."))?;
     validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
     let now = app.now();
-    app.purchases
+    app.state()
+        .purchases
         .check_lock(caller.account, now)
         .map_err(pin_error)?;
     let hash = app
+        .state()
         .purchases
         .pin_hash(caller.account)
         .ok_or_else(|| pin_error(PinCheckError::NoPin))?;
@@ -185,8 +188,8 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
     let now = app.now();
     if !right {
         let outcome = app
-            .write(|rec| {
-                app.purchases
+            .write(|st, rec| {
+                st.purchases
                     .record_wrong_pin(caller.account, now, &mut |e| {
                         rec.record(EventRef::Purchase(e))
                     })
@@ -199,13 +202,13 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
         ));
     }
     let started = app
-        .write(|rec| -> Result<StartOutcome, ApiError> {
+        .write(|st, rec| -> Result<StartOutcome, ApiError> {
             let mut emit = |e: &_| rec.record(EventRef::Purchase(e));
-            app.purchases
+            st.purchases
                 .clear_pin_failures(caller.account, now, &mut emit)
                 .map_err(pin_error)?;
-            let balance = app.accounts.balance(caller.account).unwrap_or(0);
-            app.purchases
+            let balance = st.accounts.balance(caller.account).unwrap_or(0);
+            st.purchases
                 .start(caller.account, &v, balance, now, &mut emit)
                 .map_err(purchase_error)
         })
@@ -223,6 +226,7 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
 pub fn status(http: &Http, raw: &str) -> Reply {
     let p = http
         .app
+        .state()
         .purchases
         .get(&param(raw))
         .ok_or_else(|| ApiError::not_found("No purchase with that id."))?;
@@ -247,7 +251,7 @@ pub async fn stream(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
         .stream_signer
         .verify(&token, &v.id, http.app.now())
         .map_err(|_| denied())?;
-    if !http.app.purchases.has_purchased(account, &v.id) {
+    if !http.app.state().purchases.has_purchased(account, &v.id) {
         return Err(denied());
     }
     let (len, reader): (u64, Source) = match v.source() {

@@ -1,0 +1,118 @@
+//! [`State`]: every domain together, as one value that can be replaced whole.
+//!
+//! The server keeps one `State` behind an `ArcSwap` in [`super::App`]. It is
+//! built in exactly one way, [`State::recover`]: from a snapshot image (or
+//! nothing) plus the log records after it, applied through the same `apply`
+//! that live changes use. Start-up does that once; after a failed log write the
+//! server does it again from what is durable and swaps the result in, so that a
+//! change the log could not keep is gone from memory too (see ARCHITECTURE.md,
+//! "A 5xx answer to a change means the change did not and will not happen").
+//!
+//! A state belongs to one *epoch* of the log: the log refuses records tagged
+//! with another epoch, so a request still holding the state that was replaced
+//! cannot log a change that the new state does not have.
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{Accounts, AccountsImage};
+use crate::apikeys::{ApiKeys, ApiKeysImage};
+use crate::codec;
+use crate::config::Config;
+use crate::event::Event;
+use crate::persist::{Lsn, Recovered};
+use crate::pool::{PoolImage, Pools};
+use crate::purchase::{Purchases, PurchasesImage};
+
+use super::recovery::OpenError;
+use super::App;
+
+/// The whole state as a snapshot stores it.
+#[derive(Serialize, Deserialize)]
+pub struct StateImage {
+    pub pools: PoolImage,
+    pub accounts: AccountsImage,
+    pub apikeys: ApiKeysImage,
+    pub purchases: PurchasesImage,
+}
+
+/// Every domain of the server: what a request reads and changes.
+pub struct State {
+    /// Key pools of every account.
+    pub pools: Pools,
+    /// Accounts, passwords and sessions.
+    pub accounts: Accounts,
+    /// API keys and their usage.
+    pub apikeys: ApiKeys,
+    /// Purchases and PINs.
+    pub purchases: Purchases,
+    /// The log epoch this state was built for; records it emits carry it.
+    pub(crate) epoch: u64,
+}
+
+impl State {
+    /// Builds the state from a snapshot image (if any) and the log records after
+    /// it: the one way a state is made, at start-up and after a failed write.
+    pub fn recover(config: &Config, recovered: &Recovered, epoch: u64) -> Result<State, OpenError> {
+        let pool_cfg = App::pool_config(config);
+        let acc_cfg = App::accounts_config(config);
+        let key_cfg = App::apikeys_config(config);
+        let pur_cfg = App::purchase_config(config);
+        let state = match &recovered.snapshot {
+            Some((lsn, bytes)) => {
+                let image: StateImage =
+                    codec::decode_snapshot(bytes).map_err(|e| OpenError::Snapshot {
+                        lsn: *lsn,
+                        reason: e.to_string(),
+                    })?;
+                State {
+                    pools: Pools::restore(pool_cfg, image.pools),
+                    accounts: Accounts::restore(acc_cfg, image.accounts),
+                    apikeys: ApiKeys::restore(key_cfg, image.apikeys),
+                    purchases: Purchases::restore(pur_cfg, image.purchases),
+                    epoch,
+                }
+            }
+            None => State {
+                pools: Pools::new(pool_cfg),
+                accounts: Accounts::new(acc_cfg),
+                apikeys: ApiKeys::new(key_cfg),
+                purchases: Purchases::new(pur_cfg),
+                epoch,
+            },
+        };
+        for (lsn, bytes) in &recovered.records {
+            state.apply_record(*lsn, bytes)?;
+        }
+        Ok(state)
+    }
+
+    fn apply_record(&self, lsn: Lsn, bytes: &[u8]) -> Result<(), OpenError> {
+        let event: Event = codec::decode_record(bytes).map_err(|e| OpenError::Record {
+            lsn,
+            reason: e.to_string(),
+        })?;
+        self.apply(&event);
+        Ok(())
+    }
+
+    /// Applies one event to memory: the same code for live changes and replay.
+    pub fn apply(&self, event: &Event) {
+        match event {
+            Event::Pool(e) => self.pools.apply(e),
+            Event::Account(e) => self.accounts.apply(e),
+            Event::ApiKey(e) => self.apikeys.apply(e),
+            Event::Purchase(e) => self.purchases.apply(e),
+            Event::Batch(events) => events.iter().for_each(|e| self.apply(e)),
+        }
+    }
+
+    /// Copies the whole state, one lock at a time.
+    pub fn image(&self) -> StateImage {
+        StateImage {
+            pools: self.pools.image(),
+            accounts: self.accounts.image(),
+            apikeys: self.apikeys.image(),
+            purchases: self.purchases.image(),
+        }
+    }
+}
