@@ -28,7 +28,7 @@ use crate::clock::{millis, Clock, Millis};
 use crate::codec;
 use crate::config::Config;
 use crate::event::EventRef;
-use crate::persist::{Log, Lsn, PersistError};
+use crate::persist::{Log, Lsn, PersistError, RETRY};
 use crate::pool::PoolConfig;
 use crate::purchase::{Catalog, PurchaseConfig, StreamSigner};
 
@@ -59,12 +59,26 @@ fn lower_this_threads_priority() {
     }
 }
 
-/// Why a change was not made (or not acknowledged).
+/// Why a change was not made. Either way nothing of it stays: not in memory,
+/// not in the log, not after a restart.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    /// The log cannot write; nothing new is accepted until it can.
+    /// The log cannot write; the change was refused before anything changed.
     #[error("the write-ahead log is unavailable: {0}")]
-    Unavailable(#[from] PersistError),
+    Unavailable(PersistError),
+    /// The change was applied, but the log could not write it; the state was
+    /// rolled back to what is durable, without it.
+    #[error("the write-ahead log dropped the change after a failed write")]
+    Undone,
+}
+
+impl From<PersistError> for WriteError {
+    fn from(e: PersistError) -> Self {
+        match e {
+            PersistError::Dropped => WriteError::Undone,
+            e => WriteError::Unavailable(e),
+        }
+    }
 }
 
 /// Everything the server knows, and the log that makes it durable.
@@ -156,12 +170,74 @@ impl App {
             if let Some(e) = rec.failed {
                 return Err(e.into());
             }
-            (out, rec.last)
+            (out, rec.last.map(|lsn| (rec.epoch, lsn)))
         };
-        if let Some(lsn) = last {
-            self.log.durable(lsn).await?;
+        if let Some((epoch, lsn)) = last {
+            self.log.durable_in(epoch, lsn).await?;
         }
         Ok(out)
+    }
+
+    /// Connects `state` to the background tasks (the reaper's wake-up).
+    fn wire(&self, state: &State) {
+        let wake = self.reaper_wake.clone();
+        state.pools.set_waker(Box::new(move || wake.notify_one()));
+    }
+
+    /// Makes `state` the current one after a fall-back.
+    fn install(&self, state: State) {
+        self.wire(&state);
+        self.state.store(Arc::new(state));
+        self.reaper_wake.notify_one();
+        self.settle_wake.notify_one();
+    }
+
+    /// After a failed log write: rebuilds the state from what is durable (the
+    /// snapshot and the log through its durable end, by the start-up code),
+    /// swaps it in, answers the requests whose changes were dropped, and
+    /// resumes the log once the disk lets it. Retries each step until it
+    /// works or `stop` says to stop.
+    pub async fn fall_back(&self, stop: &mut tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let log = self.log.clone();
+            let config = self.config.clone();
+            let epoch = log.epoch() + 1;
+            let started = std::time::Instant::now();
+            let rebuilt = tokio::task::spawn_blocking(move || {
+                let recovered = log.read_durable().map_err(|e| e.to_string())?;
+                State::recover(&config, &recovered, epoch).map_err(|e| e.to_string())
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the rebuild task failed: {e}")));
+            match rebuilt {
+                Ok(state) => {
+                    self.install(state);
+                    self.log.rolled_back();
+                    tracing::warn!(
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "state rolled back to what the log holds durably"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    // Nobody waits on this: the dropped changes stay dropped.
+                    self.log.release_dropped();
+                    tracing::error!("cannot rebuild the state from the disk yet: {e}");
+                }
+            }
+            if tasks::sleep_or_stop(RETRY, stop).await {
+                return;
+            }
+        }
+        loop {
+            match self.log.resume() {
+                Ok(()) => return,
+                Err(e) => tracing::warn!("the log cannot resume yet: {e}"),
+            }
+            if tasks::sleep_or_stop(RETRY, stop).await {
+                return;
+            }
+        }
     }
 
     /// Tells the settler a purchase is waiting.

@@ -67,13 +67,11 @@ impl App {
             stream_signer: StreamSigner::new(secret),
             log,
             hashing: Semaphore::new(super::max_concurrent_hashes()),
-            reaper_wake: reaper_wake.clone(),
+            reaper_wake,
             settle_wake: Notify::new(),
         };
+        app.wire(&app.state());
         let replayed = recovered.records.len();
-        app.state()
-            .pools
-            .set_waker(Box::new(move || reaper_wake.notify_one()));
         tracing::info!(
             snapshot = ?recovered.snapshot.as_ref().map(|(lsn, _)| *lsn),
             replayed,

@@ -32,7 +32,8 @@ impl Tasks {
             tokio::spawn(reaper(app.clone(), rx.clone())),
             tokio::spawn(settler(app.clone(), rx.clone())),
             tokio::spawn(flusher(app.clone(), rx.clone())),
-            tokio::spawn(snapshotter(app.clone(), rx)),
+            tokio::spawn(snapshotter(app.clone(), rx.clone())),
+            tokio::spawn(fallback(app.clone(), rx)),
         ];
         Tasks { stop, handles }
     }
@@ -48,7 +49,7 @@ impl Tasks {
 }
 
 /// Sleeps for `d` unless told to stop first; returns whether to stop.
-async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(super) async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(d) => false,
         _ = stop.changed() => true,
@@ -150,6 +151,17 @@ async fn flush_once(app: &Arc<App>) {
         .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "cannot write usage counts now; will retry");
+    }
+}
+
+/// Falls back to what is durable whenever the log fails (see `App::fall_back`).
+async fn fallback(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = app.log.failed() => {}
+            _ = stop.changed() => return,
+        }
+        app.fall_back(&mut stop).await;
     }
 }
 

@@ -88,6 +88,18 @@ impl ApiError {
         }
     }
 
+    /// 503 for a change the log could not write: it was undone (see
+    /// `app::WriteError::Undone`), so nothing was changed either.
+    pub fn undone() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server could not write this change to its disk, so it was undone and nothing was changed. Try again shortly.",
+            )
+        }
+    }
+
     /// 500, for a bug; never for bad input.
     pub fn internal() -> Self {
         Self::new(

@@ -42,13 +42,15 @@ pub trait Fs: Send + Sync + 'static {
     }
 }
 
-/// An open file that is written sequentially.
-pub trait FsFile: Send {
+/// An open file that is written sequentially. Shared between the task that
+/// writes it and the thread that flushes it: a flush may run while a write
+/// does, and makes durable at least everything written before it started.
+pub trait FsFile: Send + Sync {
     /// Writes all of `buf` at the end of what was written before (or fails,
-    /// possibly after writing a prefix of it).
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
-    /// Makes everything written so far durable (fdatasync).
-    fn sync_data(&mut self) -> io::Result<()>;
+    /// possibly after writing a prefix of it). Calls must not overlap.
+    fn write_all(&self, buf: &[u8]) -> io::Result<()>;
+    /// Makes everything written before the call durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
 }
 
 /// The real file system (`std::fs`).
@@ -56,11 +58,12 @@ pub trait FsFile: Send {
 pub struct RealFs;
 
 impl FsFile for File {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Write::write_all(self, buf)
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        // `&File` is `Write`: one descriptor, written by one caller at a time.
+        Write::write_all(&mut &*self, buf)
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         File::sync_data(self)
     }
 }
@@ -140,11 +143,11 @@ mod tests {
         let sub = dir.path().join("a/b");
         fs.create_dir_all(&sub).unwrap();
         let p = sub.join("f");
-        let mut f = fs.open_append(&p).unwrap();
+        let f = fs.open_append(&p).unwrap();
         f.write_all(b"hello ").unwrap();
         f.sync_data().unwrap();
         drop(f);
-        let mut f = fs.open_append(&p).unwrap();
+        let f = fs.open_append(&p).unwrap();
         f.write_all(b"world").unwrap();
         drop(f);
         assert_eq!(fs.read(&p).unwrap(), b"hello world");
@@ -160,7 +163,7 @@ mod tests {
         assert_eq!(names, vec![sub.join("f"), sub.join("h")]);
         fs.remove(&p).unwrap();
         assert!(fs.read(&p).is_err());
-        let mut w = fs.write_new(&r).unwrap();
+        let w = fs.write_new(&r).unwrap();
         w.write_all(b"x").unwrap();
         drop(w);
         assert_eq!(fs.read(&r).unwrap(), b"x");

@@ -1,33 +1,42 @@
-//! [`Log`]: the write-ahead log handle and its writer thread.
+//! [`Log`]: the write-ahead log handle.
 //!
-//! `append` only assigns an LSN and frames the record into an in-memory buffer
-//! under one short mutex (it runs while the caller holds a domain lock). A
-//! dedicated writer thread takes everything buffered, writes it with one
-//! `write`, fdatasyncs once (`--fsync always`) and publishes the durable LSN:
-//! every record appended while the previous flush ran shares the next one
-//! (group commit). `durable(lsn)` waits on that publication.
+//! # The write path (who writes, who flushes, who wakes whom)
 //!
-//! On a write or flush failure the writer publishes the failure (the waiters of
-//! every record assigned so far get an error), makes `append` refuse, and keeps
-//! the failed bytes: every [`RETRY`] it cuts the file back to the last good
-//! length and writes them again. When that succeeds the log is writable again.
+//! - `append` assigns the LSN and frames the record into an in-memory buffer
+//!   under one short mutex; the caller holds the domain lock that ordered the
+//!   change, so log order is apply order.
+//! - `durable` is called by the request's own task. Whoever finds records
+//!   written to the buffer but not to the file *leads*: under the file lock it
+//!   takes the whole buffer and writes it with one `write(2)` (RocksDB's write
+//!   group, PostgreSQL's committing backend). A task whose record another
+//!   leader already wrote just sees `written >= lsn`. So with `--fsync never`
+//!   and `everysec` an answer costs no hand-off to another thread: the record is
+//!   in the OS before the answer, by the answering task.
+//! - With `--fsync always` the leader then waits for the flusher thread
+//!   (`syncer.rs`), which fdatasyncs what was written while the tasks go on
+//!   writing the next batch (pipelined group commit), and wakes exactly the
+//!   waiters whose LSNs the flush covered.
+//! - A failed write or flush freezes the log at its last durable record and
+//!   drops everything after it; see `fallback.rs`.
 
-use std::collections::VecDeque;
+use std::collections::BinaryHeap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use tokio::sync::watch;
 
 use super::format;
+use super::leader::{create_segment, FileState};
 use super::recovery::{self, SegInfo};
-use super::writer::{create_segment, Writer};
-use super::{Fs, LogMetrics, LogOptions, Lsn, PersistError, Recovered};
+use super::{Fs, FsyncMode, LogMetrics, LogOptions, Lsn, PersistError, Recovered};
 
-/// How long the writer waits between retries of a failed write or flush.
-pub(super) const RETRY: Duration = Duration::from_millis(200);
+/// How long a caller waits between retries of a failed fall-back step.
+pub const RETRY: Duration = Duration::from_millis(200);
 /// How often `--fsync everysec` flushes.
 pub(super) const EVERYSEC: Duration = Duration::from_secs(1);
 
@@ -49,14 +58,14 @@ pub(super) struct Chunk {
 #[derive(Debug)]
 pub(super) struct Appending {
     pub(super) next_lsn: Lsn,
-    /// Records not yet taken by the writer.
+    /// Records not yet taken by a leader.
     pub(super) chunks: Vec<Chunk>,
-    /// Set while a write or flush has failed and not been retried successfully.
+    /// Emptied buffers, reused so that appending does not allocate.
+    pub(super) spare: Vec<Vec<u8>>,
+    /// Set from a failed write or flush until the log has fallen back.
     pub(super) failed: bool,
-    /// Set by `close` (or the last handle's drop): flush and stop.
+    /// Set by `close` (or the last handle's drop).
     pub(super) closing: bool,
-    /// Someone (a snapshot) needs the log fdatasynced through this LSN.
-    pub(super) sync_upto: Lsn,
     /// The epoch records must carry (see [`Log::append_in`]).
     pub(super) epoch: u64,
 }
@@ -74,20 +83,58 @@ impl Appending {
     }
 }
 
-/// What the writer publishes.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Progress {
-    /// Highest LSN durable per the fsync mode.
-    pub(super) durable: Lsn,
-    /// Highest LSN fdatasynced.
-    pub(super) synced: Lsn,
-    /// While `error` is set: records up to here were pending when it happened.
-    pub(super) failed_through: Lsn,
-    /// The current failure, if any.
-    pub(super) error: Option<Arc<str>>,
-    /// The writer has stopped; `close_error` says whether its last flush worked.
+/// A write or flush that failed, and what it left durable.
+#[derive(Debug, Clone)]
+pub(super) struct Failure {
+    pub(super) reason: Arc<str>,
+    /// The last LSN that stays: everything after it is dropped.
+    pub(super) durable_end: Lsn,
+    /// Set once the waiters of dropped records may be told (the caller has
+    /// rolled its state back, or given up trying).
+    pub(super) released: bool,
+}
+
+/// What waiters need to decide, behind the waiters' mutex.
+#[derive(Debug, Default)]
+pub(super) struct Status {
+    /// The failure being handled, if any.
+    pub(super) failure: Option<Failure>,
+    /// For each ended epoch (by index), its last durable LSN.
+    pub(super) ended: Vec<Lsn>,
+    /// The log has closed; `close_error` says whether its last flush worked.
     pub(super) closed: bool,
     pub(super) close_error: Option<Arc<str>>,
+}
+
+/// A task waiting for an LSN, ordered so that the heap pops the lowest first.
+#[derive(Debug)]
+pub(super) struct Waiter {
+    pub(super) lsn: Lsn,
+    pub(super) waker: Waker,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, o: &Self) -> bool {
+        self.lsn == o.lsn
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Waiter {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        o.lsn.cmp(&self.lsn)
+    }
+}
+
+/// Waiting tasks and the status they are decided by.
+#[derive(Debug, Default)]
+pub(super) struct Waiters {
+    pub(super) heap: BinaryHeap<Waiter>,
+    pub(super) status: Status,
 }
 
 #[derive(Debug, Default)]
@@ -95,7 +142,11 @@ pub(super) struct Counters {
     pub(super) records: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) fsyncs: AtomicU64,
+    pub(super) synced_records: AtomicU64,
     pub(super) batches: AtomicU64,
+    pub(super) waits: AtomicU64,
+    pub(super) wait_micros: AtomicU64,
+    pub(super) fallbacks: AtomicU64,
     pub(super) snapshots: AtomicU64,
     pub(super) last_snapshot_at: AtomicU64,
     pub(super) last_snapshot_bytes: AtomicU64,
@@ -103,56 +154,115 @@ pub(super) struct Counters {
 
 /// Snapshot bookkeeping; its mutex also serialises `write_snapshot` calls.
 #[derive(Debug, Default)]
-struct Snaps {
+pub(super) struct Snaps {
     /// Valid snapshots known to be on disk, ascending.
-    known: Vec<Lsn>,
+    pub(super) known: Vec<Lsn>,
+}
+
+/// What the flusher thread is asked to do, behind its own mutex.
+#[derive(Debug, Default)]
+pub(super) struct SyncCtl {
+    /// Flush through this LSN (a snapshot or `close` asked).
+    pub(super) upto: Lsn,
+    /// Stop after the last flush.
+    pub(super) stop: bool,
+    /// The flusher is asleep waiting for this many waiters (always mode);
+    /// the waiter that makes the count reach it wakes the flusher.
+    pub(super) want: usize,
+    /// Asleep, with nothing to do until kicked.
+    pub(super) idle: bool,
 }
 
 pub(super) struct Shared {
     pub(super) opts: LogOptions,
     pub(super) fs: Arc<dyn Fs>,
     pub(super) app: Mutex<Appending>,
-    /// Wakes the writer (new records, sync request, close).
-    pub(super) wake: Condvar,
-    /// The writer's publication, for blocking waiters (`write_snapshot`).
-    pub(super) progress: Mutex<Progress>,
+    /// The leader lock: the segment being written. Held for one `write(2)`
+    /// (or a segment roll), never across an `.await`.
+    pub(super) file: Mutex<FileState>,
+    /// Highest LSN written to the file (in the OS). Changed under `file`.
+    pub(super) written: AtomicU64,
+    /// Highest LSN fdatasynced. Changed under `file`.
+    pub(super) synced: AtomicU64,
+    /// The current epoch (changed under `waiters` after a fall-back).
+    pub(super) epoch: AtomicU64,
+    pub(super) waiters: Mutex<Waiters>,
+    /// Blocking waiters (`write_snapshot`, `close` on drop) wait here for changes of
+    /// `synced` or of the status.
     pub(super) progress_cv: Condvar,
-    /// The same publication, for async waiters (`durable`, `close`).
-    pub(super) progress_tx: watch::Sender<Progress>,
+    pub(super) sync: Mutex<SyncCtl>,
+    pub(super) sync_cv: Condvar,
+    /// Tells the task that rebuilds the state that the log failed.
+    pub(super) failed_notify: tokio::sync::Notify,
     /// Segments on disk, oldest first; the last is the one being written.
-    /// The writer appends on roll, `write_snapshot` removes from the front.
     pub(super) segments: Mutex<Vec<SegInfo>>,
-    snaps: Mutex<Snaps>,
+    pub(super) snaps: Mutex<Snaps>,
     pub(super) counters: Counters,
 }
 
 impl Shared {
-    pub(super) fn publish(&self, f: impl FnOnce(&mut Progress)) {
-        let p = {
-            let mut p = self.progress.lock();
-            f(&mut p);
-            p.clone()
-        };
+    /// The highest LSN durable per the fsync mode.
+    pub(super) fn durable_lsn(&self) -> Lsn {
+        match self.opts.fsync {
+            FsyncMode::Always => self.synced.load(Ordering::Acquire),
+            FsyncMode::Everysec | FsyncMode::Never => self.written.load(Ordering::Acquire),
+        }
+    }
+
+    /// Wakes every waiting task (after a status change) and blocking waiter.
+    pub(super) fn wake_all(&self, w: &mut Waiters) {
+        for waiter in w.heap.drain() {
+            waiter.waker.wake();
+        }
         self.progress_cv.notify_all();
-        self.progress_tx.send_replace(p);
+    }
+
+    /// Decides the wait of a record of `epoch` at `lsn`, or `None` to wait on.
+    fn decide(&self, epoch: u64, lsn: Lsn, st: &Status) -> Option<Result<(), PersistError>> {
+        if let Some(&end) = st.ended.get(epoch as usize) {
+            return Some(if lsn <= end {
+                Ok(())
+            } else {
+                Err(PersistError::Dropped)
+            });
+        }
+        if let Some(f) = &st.failure {
+            if lsn <= f.durable_end {
+                return Some(Ok(()));
+            }
+            if f.released {
+                return Some(Err(PersistError::Dropped));
+            }
+            return None;
+        }
+        if self.durable_lsn() >= lsn {
+            return Some(Ok(()));
+        }
+        if st.closed {
+            return Some(Err(match &st.close_error {
+                Some(e) => PersistError::WriteFailed {
+                    reason: e.to_string(),
+                },
+                None => PersistError::Closed,
+            }));
+        }
+        None
     }
 }
 
-/// Stops the writer when the last [`Log`] clone goes away.
+/// Stops the flusher when the last [`Log`] clone goes away.
 struct Handle {
     /// The data directory's lock, released when the last handle goes.
     _dir_lock: Box<dyn std::any::Any + Send + Sync>,
     shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.shared.app.lock().closing = true;
-        self.shared.wake.notify_all();
-        if let Some(h) = self.writer.lock().take() {
-            // The writer flushes what is buffered and exits; it never blocks
-            // for long (one retry at most when the disk is failing).
+        // A failure to flush was logged by `close_now`; nobody is left to tell.
+        let _ = self.shared.close_now();
+        if let Some(h) = self.syncer.lock().take() {
             let _ = h.join();
         }
     }
@@ -174,7 +284,7 @@ impl std::fmt::Debug for Log {
 }
 
 impl Log {
-    fn shared(&self) -> &Shared {
+    pub(super) fn shared(&self) -> &Shared {
         &self.handle.shared
     }
 
@@ -215,108 +325,109 @@ impl Log {
             .cloned()
             .expect("a segment was found or created");
         let last = next_lsn - 1;
-        let progress = Progress {
-            durable: last,
-            synced: last,
-            ..Progress::default()
-        };
-        let (progress_tx, _) = watch::channel(progress.clone());
         let shared = Arc::new(Shared {
-            fs,
             app: Mutex::new(Appending {
                 next_lsn,
                 chunks: Vec::new(),
+                spare: Vec::new(),
                 failed: false,
                 closing: false,
-                sync_upto: 0,
                 epoch: 0,
             }),
-            wake: Condvar::new(),
-            progress: Mutex::new(progress),
+            file: Mutex::new(FileState {
+                file: Arc::from(file),
+                seg_seq: seg.seq,
+                seg_first,
+                seg_records,
+                seg_path: seg.path,
+                written_len: len,
+                synced_len: len,
+                torn: false,
+                dirty: false,
+                last_sync: Instant::now(),
+                failure: None,
+            }),
+            written: AtomicU64::new(last),
+            synced: AtomicU64::new(last),
+            epoch: AtomicU64::new(0),
+            waiters: Mutex::new(Waiters::default()),
             progress_cv: Condvar::new(),
-            progress_tx,
+            sync: Mutex::new(SyncCtl {
+                want: usize::MAX,
+                ..SyncCtl::default()
+            }),
+            sync_cv: Condvar::new(),
+            failed_notify: tokio::sync::Notify::new(),
             segments: Mutex::new(segments),
             snaps: Mutex::new(Snaps {
                 known: opened.snapshot.into_iter().collect(),
             }),
             counters: Counters::default(),
+            fs,
             opts,
         });
-        let writer = Writer {
-            file,
-            seg_seq: seg.seq,
-            seg_first,
-            seg_records,
-            seg_path: seg.path,
-            file_len: len,
-            good_len: len,
-            dirty: false,
-            sync_failed: false,
-            last_sync: Instant::now(),
-            pending: VecDeque::new(),
-            written: last,
-            synced: last,
-        };
         let sh = shared.clone();
         let join = std::thread::Builder::new()
-            .name("keypool-wal".into())
-            .spawn(move || writer.run(&sh))
-            .map_err(|e| PersistError::io("spawn the writer for", &shared.opts.dir, e))?;
+            .name("keypool-wal-sync".into())
+            .spawn(move || sh.run_syncer())
+            .map_err(|e| PersistError::io("spawn the flusher for", &shared.opts.dir, e))?;
         let log = Log {
             handle: Arc::new(Handle {
                 _dir_lock: dir_lock,
                 shared,
-                writer: Mutex::new(Some(join)),
+                syncer: Mutex::new(Some(join)),
             }),
         };
         Ok((log, opened.recovered))
     }
 
-    /// Assigns the next LSN and copies the record into the write buffer.
-    /// Cheap (one short mutex, no I/O): call it while holding the domain lock
-    /// that ordered the change. Errors with [`PersistError::Unavailable`] while
-    /// the log is failing, so that the caller changes nothing.
+    /// Assigns the next LSN and copies the record into the write buffer, in
+    /// the current epoch. See [`Log::append_in`].
     pub fn append(&self, record: &[u8]) -> Result<Lsn, PersistError> {
-        let epoch = self.shared().app.lock().epoch;
-        self.append_in(epoch, record)
+        self.append_in(self.epoch(), record)
     }
 
-    /// [`Log::append`] for a change made to the state of `epoch`: refused with
-    /// [`PersistError::Unavailable`] unless that is the log's current epoch, so
-    /// a change applied to a state that has since been replaced (after a failed
-    /// write, see `app::State`) is never logged.
+    /// Assigns the next LSN and copies the record into the write buffer.
+    /// Cheap (one short mutex, no I/O): call it while holding the domain lock
+    /// that ordered the change. Refused with [`PersistError::Unavailable`]
+    /// while the log is failing, or when `epoch` is not the log's current one
+    /// (the change was applied to a state that has since been replaced, see
+    /// `app::State`), so that the caller logs nothing it cannot keep.
     pub fn append_in(&self, epoch: u64, record: &[u8]) -> Result<Lsn, PersistError> {
         if record.is_empty() || record.len() > format::MAX_RECORD {
             return Err(PersistError::BadRecord { len: record.len() });
         }
         let sh = self.shared();
-        let lsn = {
-            let mut app = sh.app.lock();
-            app.writable()?;
-            if app.epoch != epoch {
-                return Err(PersistError::Unavailable);
+        let mut app = sh.app.lock();
+        app.writable()?;
+        if app.epoch != epoch {
+            return Err(PersistError::Unavailable);
+        }
+        let lsn = app.next_lsn;
+        app.next_lsn += 1;
+        let app = &mut *app;
+        let chunk = match app.chunks.last_mut() {
+            Some(c) => c,
+            None => {
+                let bytes = app.spare.pop().unwrap_or_else(|| Vec::with_capacity(4096));
+                app.chunks.push(Chunk {
+                    rotate: false,
+                    first_lsn: lsn,
+                    last_lsn: lsn - 1,
+                    bytes,
+                });
+                app.chunks.last_mut().expect("just pushed")
             }
-            let lsn = app.next_lsn;
-            app.next_lsn += 1;
-            let chunk = match app.chunks.last_mut() {
-                Some(c) => c,
-                None => {
-                    app.chunks.push(Chunk {
-                        rotate: false,
-                        first_lsn: lsn,
-                        last_lsn: lsn - 1,
-                        bytes: Vec::with_capacity(4096),
-                    });
-                    app.chunks.last_mut().expect("just pushed")
-                }
-            };
-            format::encode_record(&mut chunk.bytes, record);
-            chunk.last_lsn = lsn;
-            lsn
         };
-        sh.counters.records.fetch_add(1, Ordering::Relaxed);
-        sh.wake.notify_one();
+        format::encode_record(&mut chunk.bytes, record);
+        chunk.last_lsn = lsn;
         Ok(lsn)
+    }
+
+    /// The log's current epoch: it grows by one each time the log falls back
+    /// after a failure.
+    pub fn epoch(&self) -> u64 {
+        self.shared().epoch.load(Ordering::Acquire)
     }
 
     /// Is the log accepting writes? Cheap; check it before changing memory.
@@ -324,40 +435,42 @@ impl Log {
         self.shared().app.lock().writable()
     }
 
-    /// Resolves when `lsn` is durable per the fsync mode: `Always` → written
-    /// and fdatasynced (one flush covers every record appended before it
-    /// started); `Everysec`/`Never` → written to the file. Errors if the write
-    /// or flush covering `lsn` failed ([`PersistError::WriteFailed`]), or the
-    /// log closed first. Pass only LSNs that `append` returned: a later one
-    /// waits until some append reaches it.
+    /// [`Log::durable_in`] for a record of the current epoch.
     pub async fn durable(&self, lsn: Lsn) -> Result<(), PersistError> {
-        let mut rx = self.shared().progress_tx.subscribe();
-        loop {
-            {
-                let p = rx.borrow_and_update();
-                if p.durable >= lsn {
-                    return Ok(());
-                }
-                if let Some(e) = &p.error {
-                    if lsn <= p.failed_through {
-                        return Err(PersistError::WriteFailed {
-                            reason: e.to_string(),
-                        });
-                    }
-                }
-                if p.closed {
-                    return Err(match &p.close_error {
-                        Some(e) => PersistError::WriteFailed {
-                            reason: e.to_string(),
-                        },
-                        None => PersistError::Closed,
-                    });
-                }
-            }
-            if rx.changed().await.is_err() {
-                return Err(PersistError::Closed);
-            }
+        self.durable_in(self.epoch(), lsn).await
+    }
+
+    /// Resolves when record `lsn`, appended in `epoch`, is durable per the
+    /// fsync mode: `Always`, written and fdatasynced; `Everysec`/`Never`,
+    /// written to the file (the OS has it). The calling task writes the
+    /// buffer itself if nobody has (see the module docs). Errors with
+    /// [`PersistError::Dropped`] if a failed write or flush dropped the record
+    /// (it will never be in the log), or [`PersistError::Closed`] if the log
+    /// closed first. Pass only LSNs that `append` returned.
+    pub async fn durable_in(&self, epoch: u64, lsn: Lsn) -> Result<(), PersistError> {
+        let sh = self.shared();
+        if sh.written.load(Ordering::Acquire) < lsn {
+            sh.lead(lsn);
         }
+        // `written` and `synced` never pass a failure's durable end, so a
+        // record at or below them is durable. The epoch is read after them: had
+        // a fall-back reused `lsn` for a newer record, it would show (the epoch
+        // changes before that record can exist).
+        if sh.durable_lsn() >= lsn && sh.epoch.load(Ordering::Acquire) == epoch {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = DurableWait {
+            shared: sh,
+            epoch,
+            lsn,
+        }
+        .await;
+        let c = &sh.counters;
+        c.waits.fetch_add(1, Ordering::Relaxed);
+        c.wait_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        result
     }
 
     /// The last LSN assigned so far.
@@ -365,28 +478,18 @@ impl Log {
         self.shared().app.lock().next_lsn - 1
     }
 
-    /// Flushes (and fdatasyncs, whatever the mode) everything appended, then
-    /// stops the writer. Later appends fail with [`PersistError::Closed`].
+    /// Writes and fdatasyncs (whatever the mode) everything appended, then
+    /// stops the flusher. Later appends fail with [`PersistError::Closed`].
     pub async fn close(&self) -> Result<(), PersistError> {
-        let sh = self.shared();
-        sh.app.lock().closing = true;
-        sh.wake.notify_all();
-        let mut rx = sh.progress_tx.subscribe();
-        let p = rx
-            .wait_for(|p| p.closed)
+        let sh = self.handle.shared.clone();
+        let result = tokio::task::spawn_blocking(move || sh.close_now())
             .await
-            .map(|p| p.clone())
             .map_err(|_| PersistError::Closed)?;
-        if let Some(h) = self.handle.writer.lock().take() {
-            // It has published `closed`, its last act: joining is immediate.
+        if let Some(h) = self.handle.syncer.lock().take() {
+            // It has stopped (close_now waits for that): joining is immediate.
             let _ = h.join();
         }
-        match p.close_error {
-            Some(e) => Err(PersistError::WriteFailed {
-                reason: e.to_string(),
-            }),
-            None => Ok(()),
-        }
+        result
     }
 
     /// Counters for `/metrics`.
@@ -399,12 +502,16 @@ impl Log {
         };
         let at = c.last_snapshot_at.load(Ordering::Relaxed);
         LogMetrics {
-            records: c.records.load(Ordering::Relaxed),
+            records: c.records_total(),
             bytes_written: c.bytes.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            synced_records: c.synced_records.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            waits: c.waits.load(Ordering::Relaxed),
+            wait_micros: c.wait_micros.load(Ordering::Relaxed),
+            fallbacks: c.fallbacks.load(Ordering::Relaxed),
             last_lsn,
-            durable_lsn: sh.progress.lock().durable,
+            durable_lsn: sh.durable_lsn(),
             segments: sh.segments.lock().len() as u64,
             snapshots: c.snapshots.load(Ordering::Relaxed),
             last_snapshot_at: (at > 0).then_some(at),
@@ -414,5 +521,36 @@ impl Log {
     }
 }
 
-#[path = "log_snapshot.rs"]
-mod snapshot;
+impl Counters {
+    fn records_total(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+}
+
+/// Waits until a record is durable, dropped, or the log closes. Registers its
+/// waker in the waiters' heap, which the flusher pops in LSN order.
+struct DurableWait<'a> {
+    shared: &'a Shared,
+    epoch: u64,
+    lsn: Lsn,
+}
+
+impl Future for DurableWait<'_> {
+    type Output = Result<(), PersistError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let sh = self.shared;
+        let mut w = sh.waiters.lock();
+        if let Some(r) = sh.decide(self.epoch, self.lsn, &w.status) {
+            return Poll::Ready(r);
+        }
+        w.heap.push(Waiter {
+            lsn: self.lsn,
+            waker: cx.waker().clone(),
+        });
+        let n = w.heap.len();
+        drop(w);
+        sh.waiter_added(n);
+        Poll::Pending
+    }
+}

@@ -4,10 +4,10 @@
 
 use std::sync::atomic::Ordering;
 
-use super::super::format;
-use super::super::writer::write_atomically;
-use super::super::{Lsn, PersistError};
-use super::{Chunk, Log, Snaps};
+use super::format;
+use super::leader::write_atomically;
+use super::log::{Chunk, Log, Snaps};
+use super::{Lsn, PersistError};
 use crate::clock::{Clock, SystemClock};
 
 impl Log {
@@ -29,7 +29,7 @@ impl Log {
             });
             next - 1
         };
-        sh.wake.notify_one();
+        // The next leader (or `write_snapshot`'s own flush) rolls there.
         Ok(covers)
     }
 
@@ -44,7 +44,7 @@ impl Log {
         if covers > last {
             return Err(PersistError::SnapshotAhead { covers, last });
         }
-        self.sync_through(covers)?;
+        sh.sync_through(covers)?;
 
         let dir = &sh.opts.dir;
         let path = dir.join(format::snapshot_name(covers));
@@ -112,30 +112,5 @@ impl Log {
                 .map_err(|e| PersistError::io("fsync", dir, e))?;
         }
         Ok(())
-    }
-
-    /// Blocks until the log is fdatasynced through `lsn`.
-    fn sync_through(&self, lsn: Lsn) -> Result<(), PersistError> {
-        let sh = self.shared();
-        {
-            let mut app = sh.app.lock();
-            app.sync_upto = app.sync_upto.max(lsn);
-        }
-        sh.wake.notify_one();
-        let mut p = sh.progress.lock();
-        loop {
-            if p.synced >= lsn {
-                return Ok(());
-            }
-            if let Some(e) = &p.error {
-                return Err(PersistError::WriteFailed {
-                    reason: e.to_string(),
-                });
-            }
-            if p.closed {
-                return Err(PersistError::Closed);
-            }
-            sh.progress_cv.wait(&mut p);
-        }
     }
 }

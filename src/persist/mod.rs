@@ -20,27 +20,30 @@
 //!   kept, older snapshots are deleted, and only segments whose records all lie
 //!   at or below `P` are deleted. So if `C` turns out unreadable, recovery falls
 //!   back to `P` plus the log after it, which is still complete.
-//! - A write or flush failure makes the log refuse appends until a retry of the
-//!   very bytes that failed succeeds: memory never gets ahead of the log by more
-//!   than what was appended before the failure was noticed, and those records are
-//!   written by the retry.
+//! - A write or flush failure freezes the log at its last durable record: the
+//!   records after it are dropped, never retried, their waiters are answered
+//!   [`PersistError::Dropped`] once the owner of the state has rolled it back,
+//!   and appends are refused until the log has been cut back (see `fallback.rs`).
 //! - `persist` never panics on disk contents: every damage is a warning (torn
 //!   tail, skipped snapshot) or a typed [`PersistError`].
 
+mod fallback;
 pub mod format;
 pub mod fs;
+mod leader;
 mod log;
+mod log_snapshot;
 mod recovery;
+mod syncer;
 pub mod testing;
 #[cfg(test)]
 mod tests;
-mod writer;
 
 use std::io;
 use std::path::PathBuf;
 
 pub use self::fs::{Fs, FsFile, RealFs};
-pub use self::log::Log;
+pub use self::log::{Log, RETRY};
 use crate::clock::Millis;
 pub use crate::config::FsyncMode;
 
@@ -91,12 +94,21 @@ pub struct Recovered {
 /// Counters for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogMetrics {
-    /// Records appended since open.
+    /// Records written to the log since open.
     pub records: u64,
     /// Bytes written to segments since open (retries included).
     pub bytes_written: u64,
     /// Successful fdatasync calls on segments since open.
     pub fsyncs: u64,
+    /// Records those fdatasyncs made durable (records per flush = this / `fsyncs`).
+    pub synced_records: u64,
+    /// Requests that had to wait for their record to become durable (the
+    /// others found it durable at once), and their total wait.
+    pub waits: u64,
+    /// Sum of those waits, in microseconds.
+    pub wait_micros: u64,
+    /// Times the log fell back to its durable end after a failed write or flush.
+    pub fallbacks: u64,
     /// Write batches (group commits) since open.
     pub batches: u64,
     /// The last LSN assigned.
@@ -170,6 +182,10 @@ pub enum PersistError {
         /// The failure, as the writer logged it.
         reason: String,
     },
+    /// A failed write or flush dropped this record: it is not in the log and
+    /// never will be, and the state was rolled back to what is durable.
+    #[error("the write-ahead log could not write the change, so it was dropped and undone")]
+    Dropped,
     /// The log was closed.
     #[error("the write-ahead log is closed")]
     Closed,

@@ -90,35 +90,7 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
     snaps.sort();
     let next_seq = segs.last().map(|s| s.0 + 1).unwrap_or(1);
 
-    // Snapshots, newest first.
-    let mut snapshot: Option<(Lsn, Vec<u8>)> = None;
-    let mut skipped: Vec<(Lsn, PathBuf, String)> = Vec::new();
-    for (lsn, path) in snaps.iter().rev() {
-        let mut bytes = fs
-            .read(path)
-            .map_err(|e| PersistError::io("read", path, e))?;
-        match format::parse_snapshot(&bytes) {
-            Ok((covers, _)) if covers == *lsn => {
-                bytes.drain(..format::SNAPSHOT_HEADER);
-                snapshot = Some((covers, bytes));
-                break;
-            }
-            Ok((covers, _)) => skipped.push((
-                *lsn,
-                path.clone(),
-                format!("its header covers LSN {covers}, its name says {lsn}"),
-            )),
-            Err(why) => skipped.push((*lsn, path.clone(), why)),
-        }
-        let (_, p, why) = skipped.last().expect("just pushed");
-        warn(
-            &mut warnings,
-            format!(
-                "snapshot {} is damaged ({why}); falling back to an older snapshot and the log",
-                p.display()
-            ),
-        );
-    }
+    let (snapshot, skipped) = newest_snapshot(fs, &snaps, Lsn::MAX, &mut warnings)?;
     let base = snapshot.as_ref().map(|s| s.0).unwrap_or(0);
 
     let mut records: Vec<(Lsn, Vec<u8>)> = Vec::new();
@@ -323,6 +295,121 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
             records,
             warnings,
         },
+    })
+}
+
+/// A damaged snapshot that recovery skipped: its LSN, path and what is wrong.
+type Skipped = (Lsn, PathBuf, String);
+/// A snapshot image and the LSN it covers.
+type Image = (Lsn, Vec<u8>);
+
+/// The newest valid snapshot covering at most `upto`, and the damaged ones
+/// newer than it that were skipped (each with a warning).
+fn newest_snapshot(
+    fs: &dyn Fs,
+    snaps: &[(Lsn, PathBuf)],
+    upto: Lsn,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<Image>, Vec<Skipped>), PersistError> {
+    let mut skipped: Vec<Skipped> = Vec::new();
+    for (lsn, path) in snaps.iter().rev().filter(|s| s.0 <= upto) {
+        let mut bytes = fs
+            .read(path)
+            .map_err(|e| PersistError::io("read", path, e))?;
+        match format::parse_snapshot(&bytes) {
+            Ok((covers, _)) if covers == *lsn => {
+                bytes.drain(..format::SNAPSHOT_HEADER);
+                return Ok((Some((covers, bytes)), skipped));
+            }
+            Ok((covers, _)) => skipped.push((
+                *lsn,
+                path.clone(),
+                format!("its header covers LSN {covers}, its name says {lsn}"),
+            )),
+            Err(why) => skipped.push((*lsn, path.clone(), why)),
+        }
+        let (_, p, why) = skipped.last().expect("just pushed");
+        warn(
+            warnings,
+            format!(
+                "snapshot {} is damaged ({why}); falling back to an older snapshot and the log",
+                p.display()
+            ),
+        );
+    }
+    Ok((None, skipped))
+}
+
+/// What is durable through `upto`, read as start-up reads it but changing no
+/// file: the newest valid snapshot at or below `upto` and every record after
+/// it through `upto`. For the fall-back after a failed write, whose durable
+/// prefix is intact by construction; any damage before `upto` is an error.
+pub(super) fn read_upto(
+    opts: &LogOptions,
+    fs: &dyn Fs,
+    upto: Lsn,
+) -> Result<Recovered, PersistError> {
+    let dir = &opts.dir;
+    let mut warnings = Vec::new();
+    let entries = fs.list(dir).map_err(|e| PersistError::io("list", dir, e))?;
+    let mut segs: Vec<(u64, PathBuf)> = Vec::new();
+    let mut snaps: Vec<(Lsn, PathBuf)> = Vec::new();
+    for p in entries {
+        match format::classify(&p) {
+            FileKind::Segment(seq) => segs.push((seq, p)),
+            FileKind::Snapshot(lsn) => snaps.push((lsn, p)),
+            FileKind::Temporary | FileKind::Other => {}
+        }
+    }
+    segs.sort();
+    snaps.sort();
+    let (snapshot, _) = newest_snapshot(fs, &snaps, upto, &mut warnings)?;
+    let base = snapshot.as_ref().map(|s| s.0).unwrap_or(0);
+    let mut records = Vec::new();
+    let mut next = base + 1;
+    for (_, path) in &segs {
+        if next > upto {
+            break;
+        }
+        let bytes = fs
+            .read(path)
+            .map_err(|e| PersistError::io("read", path, e))?;
+        let corrupt = |offset: usize, reason: String| PersistError::Corrupt {
+            file: path.clone(),
+            offset: offset as u64,
+            reason,
+        };
+        let first = format::parse_segment_header(&bytes).map_err(|why| corrupt(0, why))?;
+        let scan = format::scan_records(&bytes);
+        let end = first + scan.records.len() as Lsn;
+        if end <= next {
+            continue; // wholly covered by the snapshot
+        }
+        if first > next {
+            return Err(corrupt(
+                0,
+                format!(
+                    "segment starts at LSN {first}, the log before it ends at LSN {}",
+                    next - 1
+                ),
+            ));
+        }
+        records.extend(records_after(base, first, &scan, &bytes).take_while(|r| r.0 <= upto));
+        next = end;
+    }
+    if next <= upto {
+        return Err(PersistError::BadSnapshot {
+            file: dir.clone(),
+            reason: format!(
+                "the log ends at LSN {}, before the durable end {upto} it must reach",
+                next - 1
+            ),
+        });
+    }
+    Ok(Recovered {
+        snapshot,
+        records,
+        warnings,
     })
 }
 

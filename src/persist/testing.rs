@@ -235,7 +235,7 @@ struct FaultFile {
 }
 
 impl FsFile for FaultFile {
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+    fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         let mut st = self.state.lock();
         st.alive()?;
         if let Some(n) = st.faults.tear_next_write_at.take() {
@@ -258,7 +258,7 @@ impl FsFile for FaultFile {
         }
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         let delay = self.state.lock().faults.sync_delay;
         if let Some(d) = delay {
             std::thread::sleep(d);
@@ -418,7 +418,7 @@ mod tests {
         let d = Path::new("/d");
         fs.create_dir_all(d).unwrap();
         let a = d.join("a");
-        let mut f = fs.open_append(&a).unwrap();
+        let f = fs.open_append(&a).unwrap();
         f.write_all(b"one").unwrap();
         f.sync_data().unwrap();
         f.write_all(b"two").unwrap();
@@ -427,7 +427,7 @@ mod tests {
 
         let fs = FaultFs::new();
         fs.create_dir_all(d).unwrap();
-        let mut f = fs.open_append(&a).unwrap();
+        let f = fs.open_append(&a).unwrap();
         f.write_all(b"one").unwrap();
         f.sync_data().unwrap();
         fs.sync_dir(d).unwrap();
@@ -445,7 +445,7 @@ mod tests {
         let d = Path::new("/d");
         fs.create_dir_all(d).unwrap();
         let a = d.join("a");
-        let mut f = fs.open_append(&a).unwrap();
+        let f = fs.open_append(&a).unwrap();
         fs.set_faults(Faults {
             tear_next_write_at: Some(2),
             ..Faults::default()

@@ -89,16 +89,6 @@ fn with_file(fs: &FaultFs, path: &Path, content: Vec<u8>) -> Arc<FaultFs> {
     copy
 }
 
-async fn wait_writable(log: &Log) {
-    for _ in 0..200 {
-        if log.check_writable().is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the log did not become writable again");
-}
-
 #[tokio::test]
 async fn fresh_directory_then_reopen_continues_lsns() {
     let fs = FaultFs::new();
@@ -319,42 +309,6 @@ async fn segments_roll_over_and_replay_in_order() {
     let (log, r) = open(&fs, o).unwrap();
     assert_records(&r, 1..=100);
     write(&log, 101..=110).await;
-}
-
-#[tokio::test]
-async fn failing_rotation_is_retried() {
-    let fs = FaultFs::new();
-    let (log, _) = open_ok(&fs);
-    write(&log, 1..=3).await;
-    fs.set_faults(Faults {
-        meta: Some(ENOSPC),
-        ..Faults::default()
-    });
-    assert_eq!(log.begin_snapshot().unwrap(), 3);
-    // The writer cannot start the new segment: the log refuses changes.
-    for _ in 0..200 {
-        if log.check_writable().is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(matches!(
-        log.append(&rec(4)),
-        Err(PersistError::Unavailable)
-    ));
-    fs.clear_faults();
-    wait_writable(&log).await;
-    let lsn = log.append(&rec(4)).unwrap();
-    log.durable(lsn).await.unwrap();
-    drop(log);
-    let segs = segments(&fs);
-    assert_eq!(segs.len(), 2);
-    assert_eq!(
-        format::parse_segment_header(&fs.bytes(&segs[1]).unwrap()),
-        Ok(4)
-    );
-    let (_, r) = open_ok(&fs);
-    assert_records(&r, 1..=4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -17,7 +17,10 @@ use crate::app::WriteError;
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         tracing::error!(error = %e, "a change could not be made durable");
-        ApiError::unavailable()
+        match e {
+            WriteError::Unavailable(_) => ApiError::unavailable(),
+            WriteError::Undone => ApiError::undone(),
+        }
     }
 }
 

@@ -10,6 +10,9 @@ enum Op {
     Write(u8),
     /// Append `n` records without waiting, then crash keeping `keep` unsynced bytes.
     CrashMidWrite(u8, u16),
+    /// Append `n` records on a failing disk (flush fails if the flag says so,
+    /// else the write), then fall back to the durable end and resume.
+    FailAndFallBack(u8, bool),
     /// Take a snapshot (image = every record so far).
     Snapshot,
     /// Clean close and reopen.
@@ -22,6 +25,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1u8..20).prop_map(Op::Write),
         1 => (1u8..10, 0u16..200).prop_map(|(n, k)| Op::CrashMidWrite(n, k)),
+        1 => (1u8..6, any::<bool>()).prop_map(|(n, f)| Op::FailAndFallBack(n, f)),
         2 => Just(Op::Snapshot),
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
@@ -98,10 +102,46 @@ proptest! {
                             let p = format!("p{counter}").into_bytes();
                             if let Ok(lsn) = log.append(&p) {
                                 state.push((lsn, p));
+                                // Lead the write, but never see it acknowledged.
+                                let wait = log.durable(lsn);
+                                let _ = tokio::time::timeout(Duration::from_millis(1), wait).await;
                             }
                         }
-                        tokio::time::sleep(Duration::from_millis(2)).await;
                         Some(keep as usize)
+                    }
+                    Op::FailAndFallBack(n, on_flush) => {
+                        let f = if on_flush {
+                            Faults { sync: Some(EIO), ..Faults::default() }
+                        } else {
+                            Faults { write: Some(ENOSPC), ..Faults::default() }
+                        };
+                        fs.set_faults(f);
+                        for _ in 0..n {
+                            counter += 1;
+                            let p = format!("p{counter}").into_bytes();
+                            if let Ok(lsn) = log.append(&p) {
+                                let wait = log.durable(lsn);
+                                let got = tokio::time::timeout(Duration::from_millis(1), wait).await;
+                                prop_assert!(got.is_err(), "acknowledged on a failing disk");
+                            }
+                        }
+                        // The caller's fall-back: rebuild from what is durable.
+                        let mut failure = None;
+                        for _ in 0..1000 {
+                            failure = log.failure();
+                            if failure.is_some() { break; }
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        let end = failure.map(|f| f.1).expect("the log failed");
+                        let rebuilt = rebuild(log.read_durable().unwrap());
+                        prop_assert_eq!(&rebuilt[..], &acked[..], "the durable end is what was acknowledged");
+                        prop_assert_eq!(end, acked.len() as u64);
+                        log.rolled_back();
+                        fs.clear_faults();
+                        log.resume().unwrap();
+                        state = rebuilt;
+                        prop_assert_eq!(log.last_lsn(), state.len() as u64);
+                        None
                     }
                     Op::Snapshot => {
                         let covers = log.begin_snapshot().unwrap();
