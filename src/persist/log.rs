@@ -450,7 +450,13 @@ impl Log {
     pub async fn durable_in(&self, epoch: u64, lsn: Lsn) -> Result<(), PersistError> {
         let sh = self.shared();
         if sh.written.load(Ordering::Acquire) < lsn {
-            sh.lead(lsn);
+            // Let the other requests that are ready append first (tokio runs
+            // them before this task again), so that one write(2) carries them
+            // all: what Redis does before it goes back to its event loop.
+            tokio::task::yield_now().await;
+            if sh.written.load(Ordering::Acquire) < lsn {
+                sh.lead(lsn);
+            }
         }
         // `written` and `synced` never pass a failure's durable end, so a
         // record at or below them is durable. The epoch is read after them: had

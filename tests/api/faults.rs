@@ -2,7 +2,7 @@
 //! disk (`persist::testing::FaultFs`), so a test can make writes or flushes fail
 //! with EIO or ENOSPC and check that no change is acknowledged that is not in
 //! the log (503), that reads keep working, and that writes resume when the disk
-//! recovers.
+//! recovers. `undone.rs` checks that a change answered 503 did not happen.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,21 @@ fn serve(
     tokio::sync::oneshot::Sender<()>,
     std::thread::JoinHandle<()>,
 ) {
-    let config = Config::parse_from(["keypool", "--open-pool", "--data-dir", "/faulty"]);
+    serve_with(fs, &["--open-pool"])
+}
+
+/// [`serve`] with other flags.
+pub fn serve_with(
+    fs: Arc<FaultFs>,
+    flags: &[&str],
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut args = vec!["keypool", "--data-dir", "/faulty"];
+    args.extend_from_slice(flags);
+    let config = Config::parse_from(args);
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {

@@ -7,6 +7,7 @@
 //! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
 //! - `faults`: EIO and ENOSPC on an in-process server with a fault-injecting disk.
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
+//! - `undone`: a change answered 503 did not happen (failed writes and flushes).
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
 
 mod accounts;
@@ -17,3 +18,4 @@ mod faults;
 mod pool;
 mod purchase;
 mod support;
+mod undone;

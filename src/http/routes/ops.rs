@@ -63,8 +63,38 @@ pub fn metrics(http: &Http) -> Reply {
     gauge(
         &mut out,
         "keypool_wal_records_total",
-        "Records appended to the write-ahead log.",
+        "Records written to the write-ahead log.",
         m.records,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_batches_total",
+        "write(2) calls that wrote log records (group writes).",
+        m.batches,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_synced_records_total",
+        "Records made durable by fdatasync (divide by fsyncs: records per flush).",
+        m.synced_records,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_waits_total",
+        "Changes that waited for their record to become durable.",
+        m.waits,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_wait_seconds_total",
+        "Time those changes waited, in all (divide by waits: mean wait).",
+        m.wait_micros as f64 / 1e6,
+    );
+    gauge(
+        &mut out,
+        "keypool_wal_fallbacks_total",
+        "Times the log fell back to its durable end after a failed write or flush.",
+        m.fallbacks,
     );
     gauge(
         &mut out,
