@@ -18,6 +18,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // When stderr cannot be written (a full disk under a redirected log),
+        // tracing would report it with eprintln!, which panics: the request
+        // or task that logged would die. Drop the line instead.
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -25,7 +29,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("keypool: cannot start the async runtime: {e}");
+            say(format_args!("keypool: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -33,14 +37,17 @@ fn main() -> ExitCode {
         let listener = match TcpListener::bind(config.bind).await {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("keypool: cannot listen on {}: {e}", config.bind);
+                say(format_args!(
+                    "keypool: cannot listen on {}: {e}",
+                    config.bind
+                ));
                 return ExitCode::FAILURE;
             }
         };
         let addr = match listener.local_addr() {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("keypool: cannot read the bound address: {e}");
+                say(format_args!("keypool: cannot read the bound address: {e}"));
                 return ExitCode::FAILURE;
             }
         };
@@ -67,9 +74,15 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("keypool: cannot start: {e}");
+                say(format_args!("keypool: cannot start: {e}"));
                 ExitCode::FAILURE
             }
         }
     })
+}
+
+/// Writes a line to stderr; a stderr that cannot be written is not a reason to
+/// panic (as `eprintln!` would).
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -2,7 +2,9 @@
 //! snapshots, clean restarts and power losses at random points, against the
 //! real `App` on the fault-injecting disk (`persist::testing::FaultFs`). After
 //! every restart the state must be exactly what was acknowledged before it,
-//! and `restore(image(state)) == state`.
+//! and `restore(image(state)) == state`. Disk failures strike at random too:
+//! every change made while the disk fails is refused or undone, so after the
+//! fall-back the state must be exactly what it was before the failure.
 
 use std::sync::Arc;
 
@@ -29,6 +31,9 @@ enum Op {
     Snapshot,
     CleanRestart,
     PowerLoss,
+    /// The disk fails (on write if the flag says so, else on flush) during `n`
+    /// changes, then recovers; the server falls back.
+    DiskFails(bool, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -43,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Snapshot),
         1 => Just(Op::CleanRestart),
         1 => Just(Op::PowerLoss),
+        1 => (any::<bool>(), 1u8..6).prop_map(|(w, n)| Op::DiskFails(w, n)),
     ]
 }
 
@@ -155,6 +161,73 @@ fn run(ops: Vec<Op>) {
                 Op::Advance(ms) => clock.advance(std::time::Duration::from_millis(ms as u64)),
                 Op::Snapshot => {
                     app.snapshot().await.unwrap();
+                }
+                Op::DiskFails(on_write, n) => {
+                    let before = sorted(app.state().pools.image());
+                    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+                    let fallback = {
+                        let app = app.clone();
+                        tokio::spawn(async move {
+                            app.log.failed().await;
+                            app.fall_back(&mut stop_rx).await;
+                        })
+                    };
+                    fs.set_faults(if on_write {
+                        Faults {
+                            write: Some(crate::persist::testing::EIO),
+                            ..Faults::default()
+                        }
+                    } else {
+                        Faults {
+                            sync: Some(crate::persist::testing::EIO),
+                            ..Faults::default()
+                        }
+                    });
+                    for i in 0..n {
+                        let target = pick(i, &seen);
+                        let result = match (i % 3, target) {
+                            (0, _) | (_, None) => {
+                                app.write(|st, r| {
+                                    st.pools.create(AccountId(1), now, &mut |e| {
+                                        r.record(EventRef::Pool(e))
+                                    });
+                                })
+                                .await
+                            }
+                            (1, Some((owner, _, _))) => {
+                                app.write(|st, r| {
+                                    let _ = st
+                                        .pools
+                                        .checkout(owner, now, &mut |e| r.record(EventRef::Pool(e)));
+                                })
+                                .await
+                            }
+                            (_, Some((owner, id, _))) => {
+                                app.write(|st, r| {
+                                    let _ = st.pools.keepalive(owner, id, now, &mut |e| {
+                                        r.record(EventRef::Pool(e))
+                                    });
+                                })
+                                .await
+                            }
+                        };
+                        assert!(
+                            result.is_err(),
+                            "a change was acknowledged on a failing disk"
+                        );
+                    }
+                    assert_eq!(
+                        sorted(app.state().pools.image()),
+                        before,
+                        "undone changes are gone"
+                    );
+                    fs.clear_faults();
+                    let resumed =
+                        tokio::time::timeout(std::time::Duration::from_secs(10), fallback).await;
+                    assert!(resumed.is_ok(), "the log did not resume");
+                    drop(stop_tx);
+                    assert!(app.log.check_writable().is_ok());
+                    assert_eq!(sorted(app.state().pools.image()), before);
                 }
                 Op::CleanRestart | Op::PowerLoss => {
                     let before = sorted(app.state().pools.image());

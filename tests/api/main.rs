@@ -6,6 +6,7 @@
 //! - `accounts`: register, login, sessions, API keys, authorization, limits.
 //! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
 //! - `faults`: EIO and ENOSPC on an in-process server with a fault-injecting disk.
+//! - `full_disk`: a real full disk (a small tmpfs; needs root, skips otherwise).
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `undone`: a change answered 503 did not happen (failed writes and flushes).
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
@@ -15,6 +16,7 @@ mod browser;
 mod durability;
 mod errors;
 mod faults;
+mod full_disk;
 mod pool;
 mod purchase;
 mod support;
