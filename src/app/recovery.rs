@@ -46,7 +46,8 @@ impl App {
             dir: config.data_dir.clone(),
             fsync: config.fsync,
             repair: config.repair,
-            segment_bytes: 64 << 20,
+            segment_bytes: crate::persist::DEFAULT_SEGMENT_BYTES,
+            preallocate: crate::persist::DEFAULT_PREALLOCATE,
         };
         let started = std::time::Instant::now();
         let (log, recovered) = Log::open(opts, fs)?;

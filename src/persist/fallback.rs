@@ -158,6 +158,7 @@ impl Log {
         sh.fs
             .truncate(&path, fr.durable_len)
             .map_err(|e| PersistError::io("truncate", &path, e))?;
+        f.allocated_len = fr.durable_len;
         // Without `always` the segment may end in records the OS has but the
         // disk may not: flush them before a later segment exists, or a power
         // loss would leave a gap. (A failing disk fails this; we try later.)
@@ -168,7 +169,8 @@ impl Log {
         }
         let first = fr.durable_end + 1;
         let seq = f.seg_seq + 1;
-        let (file, new_path) = create_segment(&*sh.fs, &sh.opts, seq, first)?;
+        let (file, new_path, allocated) = create_segment(&*sh.fs, &sh.opts, seq, first)?;
+        f.allocated_len = allocated;
         f.file = Arc::from(file);
         f.seg_seq = seq;
         f.seg_first = first;
@@ -192,6 +194,12 @@ impl Log {
             app.chunks.clear();
             app.next_lsn = first;
             app.failed = false;
+        }
+        {
+            // A flush asked for past the durable end asked for LSNs that are
+            // now gone (and will be reused): forget it.
+            let mut ctl = sh.sync.lock();
+            ctl.upto = ctl.upto.min(fr.durable_end);
         }
         sh.waiters.lock().status.failure = None;
         sh.counters.fallbacks.fetch_add(1, Ordering::Relaxed);

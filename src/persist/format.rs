@@ -138,6 +138,10 @@ pub fn encode_record(out: &mut Vec<u8>, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Why [`record_at`] finds no record where only zeros follow: the end of the
+/// records of a segment whose tail was filled with zeros ahead of them.
+pub const ZERO_TAIL: &str = "zero-filled tail";
+
 /// Reads the record framed at `at`: its payload range, or why there is none.
 pub fn record_at(b: &[u8], at: usize) -> Result<std::ops::Range<usize>, &'static str> {
     let rest = b.len().saturating_sub(at);
@@ -146,11 +150,9 @@ pub fn record_at(b: &[u8], at: usize) -> Result<std::ops::Range<usize>, &'static
     }
     let len = u32_at(b, at).unwrap_or_default() as usize;
     if len == 0 {
-        return Err(if b[at..].iter().all(|&x| x == 0) {
-            "zero-filled tail"
-        } else {
-            "zero record length"
-        });
+        // `scan_records` tells a zero tail from a zero length in one pass;
+        // checking here would make the search for a later record quadratic.
+        return Err("zero record length");
     }
     if len > MAX_RECORD {
         return Err("impossible record length");
@@ -200,6 +202,10 @@ pub fn scan_records(b: &[u8]) -> Scan {
                 at = r.end;
                 scan.records.push(r);
                 scan.valid_len = at;
+            }
+            Err(_) if b[at..].iter().all(|&x| x == 0) => {
+                scan.damage = Some((ZERO_TAIL, false));
+                break;
             }
             Err(why) => {
                 let followed = valid_record_after(b, at + 1).is_some();

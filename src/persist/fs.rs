@@ -17,8 +17,9 @@ pub trait Fs: Send + Sync + 'static {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The paths of the entries of `dir`, in no particular order.
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
-    /// Opens `path` for appending, creating it if it does not exist.
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Opens `path` for writing at given offsets ([`FsFile::write_at`]),
+    /// creating it empty if it does not exist.
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
     /// The whole content of `path`.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
     /// Creates `path` empty (truncating it if it exists) and opens it for writing.
@@ -46,9 +47,12 @@ pub trait Fs: Send + Sync + 'static {
 /// writes it and the thread that flushes it: a flush may run while a write
 /// does, and makes durable at least everything written before it started.
 pub trait FsFile: Send + Sync {
-    /// Writes all of `buf` at the end of what was written before (or fails,
+    /// Writes all of `buf` after what this handle wrote before (or fails,
     /// possibly after writing a prefix of it). Calls must not overlap.
     fn write_all(&self, buf: &[u8]) -> io::Result<()>;
+    /// Writes all of `buf` at byte `offset`, over what is there and past the
+    /// end as needed (or fails, possibly after writing a prefix of it).
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Makes everything written before the call durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
 }
@@ -61,6 +65,10 @@ impl FsFile for File {
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         // `&File` is `Write`: one descriptor, written by one caller at a time.
         Write::write_all(&mut &*self, buf)
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(self, buf, offset)
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -79,8 +87,12 @@ impl Fs for RealFs {
             .collect()
     }
 
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        let f = OpenOptions::new().create(true).append(true).open(path)?;
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
         Ok(Box::new(f))
     }
 
@@ -143,16 +155,17 @@ mod tests {
         let sub = dir.path().join("a/b");
         fs.create_dir_all(&sub).unwrap();
         let p = sub.join("f");
-        let f = fs.open_append(&p).unwrap();
-        f.write_all(b"hello ").unwrap();
+        let f = fs.open_write(&p).unwrap();
+        f.write_at(0, b"hello ").unwrap();
         f.sync_data().unwrap();
         drop(f);
-        let f = fs.open_append(&p).unwrap();
-        f.write_all(b"world").unwrap();
+        let f = fs.open_write(&p).unwrap();
+        f.write_at(6, b"world").unwrap();
+        f.write_at(0, b"H").unwrap();
         drop(f);
-        assert_eq!(fs.read(&p).unwrap(), b"hello world");
+        assert_eq!(fs.read(&p).unwrap(), b"Hello world");
         fs.truncate(&p, 5).unwrap();
-        assert_eq!(fs.read(&p).unwrap(), b"hello");
+        assert_eq!(fs.read(&p).unwrap(), b"Hello");
         let q = sub.join("g");
         fs.copy(&p, &q).unwrap();
         let r = sub.join("h");

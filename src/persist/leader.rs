@@ -39,20 +39,27 @@ pub(super) fn write_atomically(
         .map_err(|e| PersistError::io("fsync", dir, e))
 }
 
-/// Creates segment `seq` starting at `first_lsn` atomically (header written to
-/// a `.tmp`, fdatasynced, renamed, directory fsynced) and opens it for appending.
+/// Creates segment `seq` starting at `first_lsn` atomically (header and
+/// `opts.preallocate` zeros written to a `.tmp`, fdatasynced, renamed,
+/// directory fsynced) and opens it for writing. Answers its length.
 pub(super) fn create_segment(
     fs: &dyn Fs,
     opts: &LogOptions,
     seq: u64,
     first_lsn: Lsn,
-) -> Result<(Box<dyn FsFile>, PathBuf), PersistError> {
+) -> Result<(Box<dyn FsFile>, PathBuf, u64), PersistError> {
     let path = opts.dir.join(format::segment_name(seq));
-    write_atomically(fs, &opts.dir, &path, &[&format::segment_header(first_lsn)])?;
+    let zeros = vec![0u8; opts.preallocate as usize];
+    write_atomically(
+        fs,
+        &opts.dir,
+        &path,
+        &[&format::segment_header(first_lsn), &zeros],
+    )?;
     let file = fs
-        .open_append(&path)
+        .open_write(&path)
         .map_err(|e| PersistError::io("open", &path, e))?;
-    Ok((file, path))
+    Ok((file, path, format::SEGMENT_HEADER as u64 + opts.preallocate))
 }
 
 /// A failure as the file lock's holders see it: where the log is cut back to.
@@ -80,6 +87,9 @@ pub(super) struct FileState {
     pub(super) written_len: u64,
     /// Bytes of the segment through `synced`.
     pub(super) synced_len: u64,
+    /// The file's length: past `written_len` it holds zeros written ahead
+    /// (see `LogOptions::preallocate`).
+    pub(super) allocated_len: u64,
     /// A failed write may have left bytes past `written_len`.
     pub(super) torn: bool,
     /// Written since the last fdatasync.
@@ -145,12 +155,23 @@ impl Shared {
         if chunk.bytes.is_empty() {
             return Ok(());
         }
+        let n = chunk.bytes.len() as u64;
         f.dirty = true;
-        if let Err(e) = f.file.write_all(&chunk.bytes) {
+        if f.written_len + n > f.allocated_len && self.opts.preallocate > 0 {
+            // Zeros ahead again; the next flush writes them with the size
+            // change, once per `preallocate` bytes.
+            let end = (f.written_len + n).max(f.allocated_len + self.opts.preallocate);
+            let zeros = vec![0u8; (end - f.allocated_len) as usize];
+            f.file
+                .write_at(f.allocated_len, &zeros)
+                .map_err(|e| PersistError::io("write", &f.seg_path, e))?;
+            f.allocated_len = end;
+        }
+        if let Err(e) = f.file.write_at(f.written_len, &chunk.bytes) {
             f.torn = true;
             return Err(PersistError::io("write", &f.seg_path, e));
         }
-        let n = chunk.bytes.len() as u64;
+        f.allocated_len = f.allocated_len.max(f.written_len + n);
         f.written_len += n;
         f.seg_records += chunk.last_lsn + 1 - chunk.first_lsn;
         self.counters.bytes.fetch_add(n, Ordering::Relaxed);
@@ -161,8 +182,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Finishes the current segment (fdatasynced, so that it is complete
-    /// before a later one exists) and starts the next one at `first_lsn`.
+    /// Finishes the current segment (fdatasynced and cut to its records, so
+    /// that it is complete before a later one exists) and starts the next one
+    /// at `first_lsn`.
     pub(super) fn roll(&self, f: &mut FileState, first_lsn: Lsn) -> Result<(), PersistError> {
         if f.dirty {
             f.file
@@ -173,8 +195,10 @@ impl Shared {
             let (len, seq) = (f.written_len, f.seg_seq);
             self.synced_through(f, written, len, seq);
         }
+        self.cut_zeros(f)?;
         let seq = f.seg_seq + 1;
-        let (file, path) = create_segment(&*self.fs, &self.opts, seq, first_lsn)?;
+        let (file, path, allocated) = create_segment(&*self.fs, &self.opts, seq, first_lsn)?;
+        f.allocated_len = allocated;
         f.file = Arc::from(file);
         f.seg_seq = seq;
         f.seg_first = first_lsn;
@@ -189,6 +213,18 @@ impl Shared {
             first_lsn,
             path,
         });
+        Ok(())
+    }
+
+    /// Cuts the zeros written ahead off the end of the current segment
+    /// (durably): only the last segment of the log may end in zeros.
+    pub(super) fn cut_zeros(&self, f: &mut FileState) -> Result<(), PersistError> {
+        if f.allocated_len > f.written_len {
+            self.fs
+                .truncate(&f.seg_path, f.written_len)
+                .map_err(|e| PersistError::io("truncate", &f.seg_path, e))?;
+            f.allocated_len = f.written_len;
+        }
         Ok(())
     }
 

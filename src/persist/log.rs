@@ -142,6 +142,7 @@ pub(super) struct Counters {
     pub(super) records: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) fsyncs: AtomicU64,
+    pub(super) fsync_micros: AtomicU64,
     pub(super) synced_records: AtomicU64,
     pub(super) batches: AtomicU64,
     pub(super) waits: AtomicU64,
@@ -302,22 +303,24 @@ impl Log {
         // Append to the last segment if the next record belongs there;
         // otherwise (fresh directory, or the snapshot is ahead of the log)
         // start a new segment at `next_lsn`.
-        let (file, seg_first, seg_records, len) = match (segments.last(), opened.tail) {
-            (Some(seg), Some((len, end))) if end == next_lsn => {
+        let (file, seg_first, seg_records, len, allocated) = match (segments.last(), opened.tail) {
+            (Some(seg), Some(tail)) if tail.next_lsn == next_lsn => {
                 let file = fs
-                    .open_append(&seg.path)
+                    .open_write(&seg.path)
                     .map_err(|e| PersistError::io("open", &seg.path, e))?;
-                (file, seg.first_lsn, next_lsn - seg.first_lsn, len)
+                let records = next_lsn - seg.first_lsn;
+                (file, seg.first_lsn, records, tail.len, tail.file_len)
             }
             _ => {
                 let seq = opened.next_seq;
-                let (file, path) = create_segment(&*fs, &opts, seq, next_lsn)?;
+                let (file, path, allocated) = create_segment(&*fs, &opts, seq, next_lsn)?;
                 segments.push(SegInfo {
                     seq,
                     first_lsn: next_lsn,
                     path,
                 });
-                (file, next_lsn, 0, format::SEGMENT_HEADER as u64)
+                let len = format::SEGMENT_HEADER as u64;
+                (file, next_lsn, 0, len, allocated)
             }
         };
         let seg = segments
@@ -342,6 +345,7 @@ impl Log {
                 seg_path: seg.path,
                 written_len: len,
                 synced_len: len,
+                allocated_len: allocated,
                 torn: false,
                 dirty: false,
                 last_sync: Instant::now(),
@@ -511,6 +515,7 @@ impl Log {
             records: c.records_total(),
             bytes_written: c.bytes.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_micros: c.fsync_micros.load(Ordering::Relaxed),
             synced_records: c.synced_records.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             waits: c.waits.load(Ordering::Relaxed),

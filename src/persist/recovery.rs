@@ -6,6 +6,8 @@
 //! - Snapshots are tried newest first; a damaged one is skipped with a warning.
 //!   Falling back is allowed only if the log still reaches every LSN the skipped
 //!   snapshot covered; otherwise start-up is refused (no silent partial state).
+//! - The last segment may end in zeros written ahead of its records
+//!   (`LogOptions::preallocate`): that is its normal end, kept as it is.
 //! - In the last segment, damage that no valid record follows is a torn tail:
 //!   dropped with a warning naming file and offset, and the file is cut there.
 //! - Any other damage (mid-segment, in an earlier segment, a bad header, an LSN
@@ -27,14 +29,24 @@ pub(super) struct SegInfo {
     pub path: PathBuf,
 }
 
+/// The end of the last segment.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tail {
+    /// Bytes of header and records.
+    pub len: u64,
+    /// The LSN its next record would have.
+    pub next_lsn: Lsn,
+    /// The file's length (more than `len` when zeros were written ahead).
+    pub file_len: u64,
+}
+
 /// The result of recovery: what to hand the caller and how to continue.
 pub(super) struct Opened {
     pub recovered: Recovered,
     /// Valid segments in order; the last one is the tail.
     pub segments: Vec<SegInfo>,
-    /// Length in bytes of the last segment and the LSN its next record would
-    /// have, if there is a last segment.
-    pub tail: Option<(u64, Lsn)>,
+    /// Where the last segment ends, if there is a last segment.
+    pub tail: Option<Tail>,
     /// The next LSN to assign.
     pub next_lsn: Lsn,
     /// The sequence number for the next new segment.
@@ -96,6 +108,7 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
     let mut records: Vec<(Lsn, Vec<u8>)> = Vec::new();
     let mut infos: Vec<SegInfo> = Vec::new();
     let mut tail_len: u64 = 0;
+    let mut tail_file_len: u64 = 0;
     // The LSN the next record would have (after the last valid segment).
     let mut expected: Option<Lsn> = None;
     let mut i = 0;
@@ -135,10 +148,14 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
             (Some(_), None) => Some(format::scan_records(&bytes)),
             _ => None,
         };
+        let mut file_len = bytes.len() as u64;
         if let Some(s) = &scan {
             if let Some((why, followed)) = s.damage {
                 let offset = s.valid_len;
-                if is_last && !followed {
+                if is_last && why == format::ZERO_TAIL {
+                    // The zeros written ahead of the records (see
+                    // `LogOptions::preallocate`): the normal end of the log.
+                } else if is_last && !followed {
                     warn(
                         &mut warnings,
                         format!(
@@ -149,6 +166,7 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
                     );
                     fs.truncate(&path, offset as u64)
                         .map_err(|e| PersistError::io("truncate", &path, e))?;
+                    file_len = offset as u64;
                 } else {
                     damage = Some((offset, why.to_string()));
                 }
@@ -234,6 +252,7 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
                 records.extend(records_after(base, f, s, &bytes));
                 expected = Some(keep_segment(&mut infos, seq, f, s, path));
                 tail_len = offset as u64;
+                tail_file_len = offset as u64;
             }
             break;
         }
@@ -246,6 +265,7 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
         records.extend(records_after(base, f, &s, &bytes));
         expected = Some(keep_segment(&mut infos, seq, f, &s, path));
         tail_len = s.valid_len as u64;
+        tail_file_len = file_len;
         i += 1;
     }
 
@@ -281,7 +301,11 @@ pub(super) fn recover(opts: &LogOptions, fs: &dyn Fs) -> Result<Opened, PersistE
     }
     let next_lsn = log_end + 1;
     let tail = match (infos.last(), expected) {
-        (Some(_), Some(e)) => Some((tail_len, e)),
+        (Some(_), Some(e)) => Some(Tail {
+            len: tail_len,
+            next_lsn: e,
+            file_len: tail_file_len,
+        }),
         _ => None,
     };
     Ok(Opened {

@@ -108,7 +108,11 @@ impl Shared {
             }
             (lsn, f.written_len, f.seg_seq, f.file.clone())
         };
+        let started = Instant::now();
         let result = file.sync_data();
+        self.counters
+            .fsync_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let mut f = self.file.lock();
         match result {
             Ok(()) => {

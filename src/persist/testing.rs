@@ -157,11 +157,17 @@ impl FaultFs {
         let mut inodes = HashMap::new();
         for ino in st.durable_dir.values() {
             if let Some(i) = st.inodes.get(ino) {
+                // The disk wrote the first `extra` bytes of what was pending,
+                // from the first byte where the live image differs.
                 let mut content = i.durable.clone();
-                if i.live.len() > content.len() && i.live.starts_with(&content) {
-                    let keep = (i.live.len() - content.len()).min(extra);
-                    content.extend_from_slice(&i.live[i.durable.len()..i.durable.len() + keep]);
+                let from = (0..i.live.len())
+                    .find(|&b| content.get(b) != Some(&i.live[b]))
+                    .unwrap_or(i.live.len());
+                let to = i.live.len().min(from.saturating_add(extra));
+                if content.len() < to {
+                    content.resize(to, 0);
                 }
+                content[from..to].copy_from_slice(&i.live[from..to]);
                 inodes.insert(
                     *ino,
                     Inode {
@@ -258,6 +264,33 @@ impl FsFile for FaultFile {
         }
     }
 
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.alive()?;
+        let at = usize::try_from(offset).map_err(io::Error::other)?;
+        let (buf, torn) = match st.faults.tear_next_write_at.take() {
+            Some(n) => (&buf[..n.min(buf.len())], true),
+            None => {
+                if let Some(errno) = st.faults.write {
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
+                (buf, false)
+            }
+        };
+        let Some(i) = st.inodes.get_mut(&self.ino) else {
+            return Err(io::Error::other("stale file handle"));
+        };
+        if i.live.len() < at + buf.len() {
+            i.live.resize(at + buf.len(), 0);
+        }
+        i.live[at..at + buf.len()].copy_from_slice(buf);
+        if torn {
+            return Err(io::Error::from_raw_os_error(EIO));
+        }
+        st.writes += 1;
+        Ok(())
+    }
+
     fn sync_data(&self) -> io::Result<()> {
         let delay = self.state.lock().faults.sync_delay;
         if let Some(d) = delay {
@@ -303,7 +336,7 @@ impl Fs for FaultFs {
             .collect())
     }
 
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
         let mut st = self.state.lock();
         st.alive()?;
         st.check_parent(path)?;
@@ -418,24 +451,26 @@ mod tests {
         let d = Path::new("/d");
         fs.create_dir_all(d).unwrap();
         let a = d.join("a");
-        let f = fs.open_append(&a).unwrap();
-        f.write_all(b"one").unwrap();
+        let f = fs.open_write(&a).unwrap();
+        f.write_at(0, b"one").unwrap();
         f.sync_data().unwrap();
-        f.write_all(b"two").unwrap();
+        f.write_at(3, b"two").unwrap();
         // The entry was never made durable: the file vanishes.
         assert!(fs.crash().bytes(&a).is_none());
 
         let fs = FaultFs::new();
         fs.create_dir_all(d).unwrap();
-        let f = fs.open_append(&a).unwrap();
-        f.write_all(b"one").unwrap();
+        let f = fs.open_write(&a).unwrap();
+        f.write_at(0, b"one\0\0\0\0").unwrap();
         f.sync_data().unwrap();
         fs.sync_dir(d).unwrap();
-        f.write_all(b"two").unwrap();
+        // Written over the zeros: a crash keeps what was synced, plus a prefix
+        // of what was pending.
+        f.write_at(3, b"two").unwrap();
         let after = fs.crash_keeping(1);
-        assert_eq!(after.bytes(&a).unwrap(), b"onet");
+        assert_eq!(after.bytes(&a).unwrap(), b"onet\0\0\0");
         // The old handle is dead.
-        assert!(f.write_all(b"x").is_err());
+        assert!(f.write_at(0, b"x").is_err());
         assert!(fs.read(&a).is_err());
     }
 
@@ -445,22 +480,22 @@ mod tests {
         let d = Path::new("/d");
         fs.create_dir_all(d).unwrap();
         let a = d.join("a");
-        let f = fs.open_append(&a).unwrap();
+        let f = fs.open_write(&a).unwrap();
         fs.set_faults(Faults {
             tear_next_write_at: Some(2),
             ..Faults::default()
         });
-        let e = f.write_all(b"abcdef").unwrap_err();
+        let e = f.write_at(0, b"abcdef").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(EIO));
         assert_eq!(fs.bytes(&a).unwrap(), b"ab");
-        f.write_all(b"c").unwrap();
+        f.write_at(2, b"c").unwrap();
         fs.set_faults(Faults {
             sync: Some(ENOSPC),
             write: Some(EIO),
             ..Faults::default()
         });
         assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(ENOSPC));
-        assert!(f.write_all(b"d").is_err());
+        assert!(f.write_at(3, b"d").is_err());
         fs.clear_faults();
         f.sync_data().unwrap();
         assert_eq!(fs.sync_count(), 1);

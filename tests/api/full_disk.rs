@@ -98,9 +98,15 @@ fn on_a_full_disk_refused_changes_do_not_happen_and_the_restart_holds_what_was_a
     let filler = fs.0.join("filler.bin");
     fill(&fs, &filler, 8 << 10);
 
-    // Delete one by one until the disk refuses: each refused key stays.
+    // Delete and create, one by one, until the disk refuses: the log first
+    // uses up the zeros it wrote ahead, then must grow and cannot. Each
+    // refused delete leaves its key.
     let mut refused_deletes = vec![];
-    while let Some(id) = keys.pop() {
+    for _ in 0..40_000 {
+        if refused_deletes.len() >= 5 {
+            break;
+        }
+        let Some(id) = keys.pop() else { break };
         let r = s.call("DELETE", &format!("/keys/{id}"), None, None);
         match r.status {
             200 => {}
@@ -109,12 +115,16 @@ fn on_a_full_disk_refused_changes_do_not_happen_and_the_restart_holds_what_was_a
                 let got = s.call("GET", &format!("/keys/{id}"), None, None);
                 assert_eq!(got.status, 200, "a refused delete deleted {id}");
                 refused_deletes.push(id.clone());
-                keys.push(id);
-                if refused_deletes.len() >= 5 {
-                    break;
-                }
+                keys.insert(0, id);
+                continue;
             }
             other => panic!("delete answered {other}: {}", r.text),
+        }
+        let r = s.call("POST", "/keys", None, None);
+        match r.status {
+            201 => keys.insert(0, r.str("key_id")),
+            503 => {}
+            other => panic!("create answered {other}: {}", r.text),
         }
     }
     assert!(!refused_deletes.is_empty(), "the disk never filled up");

@@ -7,6 +7,7 @@
 //! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
 //! - `faults`: EIO and ENOSPC on an in-process server with a fault-injecting disk.
 //! - `full_disk`: a real full disk (a small tmpfs; needs root, skips otherwise).
+//! - `pipelined`: kill -9 during pipelined group commits; every acknowledged change survives.
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `undone`: a change answered 503 did not happen (failed writes and flushes).
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
@@ -17,6 +18,7 @@ mod durability;
 mod errors;
 mod faults;
 mod full_disk;
+mod pipelined;
 mod pool;
 mod purchase;
 mod support;

@@ -74,6 +74,12 @@ pub fn metrics(http: &Http) -> Reply {
     );
     gauge(
         &mut out,
+        "keypool_wal_fsync_seconds_total",
+        "Time spent in the flusher's fdatasync calls (divide by fsyncs: mean flush).",
+        m.fsync_micros as f64 / 1e6,
+    );
+    gauge(
+        &mut out,
         "keypool_wal_synced_records_total",
         "Records made durable by fdatasync (divide by fsyncs: records per flush).",
         m.synced_records,
