@@ -9,6 +9,10 @@ use keypool::config::Config;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+/// See Cargo.toml: measured faster than the system allocator on the request path.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = Config::parse();
     // Logs go to stderr so that stdout's first line is the address we bound.
