@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Type, Union, overload
 from ._http import Transport
 from ._lease import Lease, LeaseKeeper
 from ._types import CreatedKey, Duration, KeyStatus, format_duration, parse_time, seconds
-from .errors import NotFound
+from .errors import Conflict, NotFound
 
 __all__ = ["Client", "Pool", "DEFAULT_POOL"]
 
@@ -243,9 +243,12 @@ class Pool:
         """``PUT /keys/{key_id}``: makes the key available again (after ``cooldown``).
 
         With ``lease_id`` the release is fenced: 409 (raised as
-        :class:`~keypool_client.errors.Conflict`) when the key is held under another lease.
-        Prefer :meth:`Lease.release`, which raises ``LeaseLost`` instead. A 404 that follows an
-        attempt whose answer was lost counts as done (that attempt released the key).
+        :class:`~keypool_client.errors.Conflict`) when the key is no longer held under that
+        lease. Prefer :meth:`Lease.release`, which raises ``LeaseLost`` instead.
+
+        A 404 or 409 that follows an attempt whose answer was lost counts as done: the server
+        answers a second release under the same lease that way, so the first attempt is taken
+        to have released the key (the lease cannot be told from one lost just then).
         """
         query = {
             "lease_id": lease_id,
@@ -253,7 +256,7 @@ class Pool:
         }
         try:
             self._t.request("PUT", f"{self._prefix}/keys/{_id(key_id)}", query=query)
-        except NotFound as e:
+        except (NotFound, Conflict) as e:
             if not e.maybe_delivered:
                 raise
 

@@ -153,8 +153,8 @@ class Lease:
         only after that long.
 
         Raises :class:`LeaseLost` on 409 (another lease holds the key) or 404 (the lease ran
-        out before the release). A release whose answer was lost and whose retry finds the key
-        already free counts as done.
+        out before the release). A release whose answer was lost and whose retry is answered
+        404 or 409 counts as done (see :meth:`Pool.release`).
         """
         self._close(lambda: self.pool.release(self.key_id, self.lease_id, cooldown), "release")
 
