@@ -1,0 +1,152 @@
+"""``with pool.lease(...)``: checkout on enter, background extension, release on exit, LeaseLost."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from keypool_client import Client, LeaseLost, NoAvailableKeys, NotFound
+
+from conftest import Features, Server
+
+
+def wait_for(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_lease_holds_the_key_inside_and_releases_it_on_exit(fresh_server: Server) -> None:
+    pool = Client(fresh_server.url).pool()
+    key = pool.create()
+    with pool.lease() as lease:
+        assert lease.key_id == key.key_id
+        assert pool.get(key.key_id).is_blocked
+        assert pool.checkout() is None
+    assert lease.settled and not lease.lost
+    assert not pool.get(key.key_id).is_blocked
+
+
+def test_lease_releases_when_the_block_raises(fresh_server: Server) -> None:
+    pool = Client(fresh_server.url).pool()
+    key = pool.create()
+    with pytest.raises(ZeroDivisionError):
+        with pool.lease():
+            1 / 0
+    assert not pool.get(key.key_id).is_blocked
+
+
+def test_lease_of_an_empty_pool_raises_no_available_keys(fresh_server: Server) -> None:
+    pool = Client(fresh_server.url).pool()
+    with pytest.raises(NoAvailableKeys) as e:
+        with pool.lease():
+            pytest.fail("the block must not run")
+    assert isinstance(e.value, NotFound) and e.value.status == 404
+
+
+def test_a_lease_taken_meanwhile_raises_lease_lost_on_exit(fresh_server: Server) -> None:
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    with pytest.raises(LeaseLost) as e:
+        with pool.lease() as lease:
+            pool.release(lease.key_id)  # another hand frees the key and leases it again
+            other = pool.checkout()
+            assert other is not None
+    assert e.value.status == 409 and e.value.lease_id == lease.lease_id
+    assert lease.lost
+    assert pool.get(lease.key_id).is_blocked  # the exit did not release the other lease
+    other.release()
+
+
+def test_the_block_may_release_or_delete_itself(fresh_server: Server) -> None:
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    pool.create()
+    with pool.lease() as a:
+        a.release()
+    with pool.lease() as b:
+        b.delete()
+    assert pool.stats()["total"] == 1
+    assert not a.lost and not b.lost
+
+
+def test_the_blocks_own_exception_wins_over_a_lost_lease(fresh_server: Server) -> None:
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    with pytest.raises(KeyError):
+        with pool.lease() as lease:
+            pool.release(lease.key_id)
+            pool.checkout()
+            raise KeyError("work failed")
+    assert lease.lost
+
+
+def test_the_lease_is_extended_while_the_block_runs(
+    fresh_server: Server, features: Features
+) -> None:
+    features.require("extend", "block")
+    pool = Client(fresh_server.url).pool()
+    key = pool.create()
+    with pool.lease(block=2, extend_every=0.4) as lease:
+        first_end = lease.blocked_until
+        time.sleep(3.5)  # past the 2 s the lease had at checkout
+        assert not lease.lost
+        assert lease.blocked_until is not None and first_end is not None
+        assert lease.blocked_until > first_end
+        assert pool.get(key.key_id).is_blocked
+        assert pool.checkout() is None
+    assert not lease.lost  # the release at exit was accepted under our lease_id
+    assert not pool.get(key.key_id).is_blocked
+
+
+def test_the_keeper_notices_a_lost_lease(fresh_server: Server, features: Features) -> None:
+    features.require("extend")
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    with pytest.raises(LeaseLost):
+        with pool.lease(block=30, extend_every=0.1) as lease:
+            pool.release(lease.key_id)
+            other = pool.checkout()
+            assert other is not None
+            assert wait_for(lambda: lease.lost), "the keeper never saw the 409"
+            with pytest.raises(LeaseLost):
+                lease.check()
+    assert pool.get(lease.key_id).is_blocked  # still the other lease's
+    other.release()
+
+
+def test_extend_moves_the_end_and_a_stale_extend_is_lease_lost(
+    fresh_server: Server, features: Features
+) -> None:
+    features.require("extend", "block")
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    lease = pool.checkout(block=5)
+    assert lease is not None and lease.blocked_until is not None
+    first = lease.blocked_until
+    until = lease.extend(block=120)
+    assert until is not None and (until - first).total_seconds() > 60
+    assert lease.blocked_until == until
+    pool.release(lease.key_id)
+    again = pool.checkout()
+    assert again is not None
+    with pytest.raises(LeaseLost) as e:
+        lease.extend()
+    assert e.value.status == 409
+    again.release()
+
+
+def test_extend_of_a_free_key_is_lease_lost(fresh_server: Server, features: Features) -> None:
+    features.require("extend")
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    lease = pool.checkout()
+    assert lease is not None
+    pool.release(lease.key_id)
+    with pytest.raises(LeaseLost) as e:
+        lease.extend()
+    assert e.value.status in (404, 409)
