@@ -59,6 +59,7 @@ def test_a_lease_taken_meanwhile_raises_lease_lost_on_exit(fresh_server: Server)
     assert e.value.status == 409 and e.value.lease_id == lease.lease_id
     assert lease.lost
     assert pool.get(lease.key_id).is_blocked  # the exit did not release the other lease
+    assert other is not None
     other.release()
 
 
@@ -116,6 +117,7 @@ def test_the_keeper_notices_a_lost_lease(fresh_server: Server, features: Feature
             with pytest.raises(LeaseLost):
                 lease.check()
     assert pool.get(lease.key_id).is_blocked  # still the other lease's
+    assert other is not None
     other.release()
 
 

@@ -127,7 +127,7 @@ class Transport:
     # -- requests --------------------------------------------------------------------------
 
     def _delay(self, attempt: int, retry_after: Optional[float]) -> float:
-        d = min(self.max_backoff, self.backoff * (2**attempt))
+        d = min(self.max_backoff, self.backoff * float(2**attempt))
         d = d / 2 + random.uniform(0, d / 2)  # jitter, so retrying workers do not march in step
         if retry_after is not None:
             d = max(d, min(retry_after, self.max_backoff))
@@ -200,9 +200,9 @@ class Transport:
                 continue
             parsed = _parse(raw)
             if status >= 400:
-                err = _error(status, resp_headers, parsed, raw)
-                err.maybe_delivered = maybe_delivered
-                raise err
+                answer = _error(status, resp_headers, parsed, raw)
+                answer.maybe_delivered = maybe_delivered
+                raise answer
             return Response(status, resp_headers, parsed, maybe_delivered)
 
     def _has_open_conn(self) -> bool:
@@ -227,14 +227,14 @@ class Transport:
         return resp.status, _Headers(resp_headers), raw
 
 
-class _Headers(dict):  # type: ignore[type-arg]
+class _Headers(Dict[str, str]):
     """Response headers, looked up without regard to case."""
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
-        return super().__getitem__(key.lower())  # type: ignore[no-any-return]
+        return super().__getitem__(key.lower())
 
 
 def _parse(raw: bytes) -> Any:

@@ -12,7 +12,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Literal, Mapping, Optional, Type
 
 from ._types import Duration, parse_time, seconds
 from .errors import KeypoolError, LeaseLost, NotFound
@@ -173,7 +173,7 @@ class Lease:
 
         self._close(go, "delete")
 
-    def _close(self, call: Any, action: str) -> None:
+    def _close(self, call: Callable[[], None], action: str) -> None:
         with self._lock:
             if self._settled:
                 return
@@ -306,7 +306,7 @@ class LeaseKeeper:
         exc_type: Optional[Type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
-    ) -> bool:
+    ) -> "Literal[False]":
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
