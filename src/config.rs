@@ -20,6 +20,16 @@ pub enum FsyncMode {
     Never,
 }
 
+/// A secret from the environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(..)")
+    }
+}
+
 /// A rate: `N` events per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -133,6 +143,20 @@ pub struct Config {
     /// Most connections served at once; further ones wait to be accepted.
     #[arg(long, env = "KEYPOOL_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// The longest lease a checkout or extension may ask for with `block`.
+    #[arg(long, env = "KEYPOOL_MAX_BLOCK_TTL", default_value = "12h", value_parser = parse_duration)]
+    pub max_block_ttl: Duration,
+
+    /// The master key file that seals key values and metadata at rest
+    /// (default: <data-dir>/master.key, created with mode 0600 on first start).
+    #[arg(long, env = "KEYPOOL_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// The master key itself, 32 bytes in base64 (instead of the file; only
+    /// from the environment, so that it never shows in a process list).
+    #[arg(skip = std::env::var("KEYPOOL_MASTER_KEY").ok().map(SecretText))]
+    pub master_key: Option<SecretText>,
 
     /// How long a client may take to send a request's headers.
     #[arg(long, env = "KEYPOOL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod persist;
 pub mod pool;
 pub mod purchase;
+pub mod seal;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +59,12 @@ pub async fn serve_app(
     let tasks = Tasks::start(&app);
     let http = Arc::new(http::Http::new(app.clone()));
     ready();
+    let app_for_close = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // Long polls answer 503 at once instead of holding the drain up.
+        app_for_close.waiters.close();
+    };
     http::server::serve(listener, http, shutdown).await;
     tasks.stop(&app).await;
     match app.snapshot().await {

@@ -13,6 +13,7 @@
 pub mod recovery;
 mod state;
 mod tasks;
+pub mod waiters;
 
 #[cfg(test)]
 mod model_tests;
@@ -29,8 +30,9 @@ use crate::codec;
 use crate::config::Config;
 use crate::event::EventRef;
 use crate::persist::{Log, Lsn, PersistError, RETRY};
-use crate::pool::PoolConfig;
+use crate::pool::{PoolConfig, PoolEvent};
 use crate::purchase::{Catalog, PurchaseConfig, StreamSigner};
+use crate::seal::MasterKey;
 
 pub use state::{State, StateImage};
 pub use tasks::Tasks;
@@ -105,6 +107,10 @@ pub struct App {
     reaper_wake: Arc<Notify>,
     /// Wakes the settler when a purchase starts.
     settle_wake: Notify,
+    /// Seals key values and metadata (and kept idempotent answers) at rest.
+    pub master_key: MasterKey,
+    /// Long-poll checkouts waiting for a key, per pool.
+    pub waiters: waiters::Waiters,
 }
 
 /// Collects the log position of the events one change emits.
@@ -114,11 +120,27 @@ pub struct Recorder<'a> {
     epoch: u64,
     last: Option<Lsn>,
     failed: Option<PersistError>,
+    /// The pools in which this change freed a key (for long-poll waiters):
+    /// the first inline, the rest (rare) in a vector.
+    freed: Option<crate::ids::AccountId>,
+    more_freed: Vec<crate::ids::AccountId>,
 }
 
 impl Recorder<'_> {
     /// Appends one event to the log. Called by domain code under its lock.
     pub fn record(&mut self, event: EventRef<'_>) {
+        if let EventRef::Pool(
+            PoolEvent::Created { owner, .. }
+            | PoolEvent::CreatedWith { owner, .. }
+            | PoolEvent::Released { owner, .. },
+        ) = event
+        {
+            match self.freed {
+                None => self.freed = Some(*owner),
+                Some(o) if o == *owner => {}
+                Some(_) => self.more_freed.push(*owner),
+            }
+        }
         let bytes = match codec::encode(&event) {
             Ok(b) => b,
             Err(e) => {
@@ -165,10 +187,17 @@ impl App {
                 epoch: state.epoch,
                 last: None,
                 failed: None,
+                freed: None,
+                more_freed: Vec::new(),
             };
             let out = op(&state, &mut rec);
             if let Some(e) = rec.failed {
                 return Err(e.into());
+            }
+            // Waiters may take the freed keys now: their own checkouts are
+            // logged after this change, so they cannot be durable before it.
+            for pool in rec.freed.iter().chain(&rec.more_freed) {
+                self.waiters.freed(*pool);
             }
             (out, rec.last.map(|lsn| (rec.epoch, lsn)))
         };
@@ -283,6 +312,11 @@ impl App {
                 Err(PersistError::Unavailable)
             }
         }
+    }
+
+    /// `--block-ttl` in milliseconds.
+    pub fn pools_block_ttl(&self) -> Millis {
+        millis(self.config.block_ttl)
     }
 
     pub(crate) fn pool_config(config: &Config) -> PoolConfig {

@@ -13,8 +13,9 @@ use arc_swap::ArcSwap;
 use super::{App, State};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::persist::{Fs, Log, LogOptions, PersistError};
+use crate::persist::{master_key, Fs, Log, LogOptions, PersistError};
 use crate::purchase::{Catalog, StreamSigner};
+use crate::seal::MasterKey;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,66 @@ pub enum OpenError {
     Record { lsn: u64, reason: String },
     #[error("cannot load the catalog: {0}")]
     Catalog(String),
+    #[error("{0}")]
+    MasterKey(String),
+}
+
+/// The AAD a key's sealed value (`value == true`) or metadata is bound to.
+pub fn seal_aad(key_id: uuid::Uuid, value: bool) -> [u8; 17] {
+    let mut aad = [0u8; 17];
+    aad[..16].copy_from_slice(key_id.as_bytes());
+    aad[16] = if value { b'v' } else { b'm' };
+    aad
+}
+
+/// The master key: from `KEYPOOL_MASTER_KEY`, else from the key file, else a
+/// new one written to the key file, but only when nothing sealed exists yet
+/// (a missing key for sealed data stops start-up instead). The key is checked
+/// against one sealed value of `state`, so a wrong key stops start-up before
+/// anything is served or changed.
+fn master_key(config: &Config, state: &State) -> Result<MasterKey, OpenError> {
+    let path = config
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("master.key"));
+    let sealed = state.pools.any_sealed();
+    let key = match &config.master_key {
+        Some(text) => MasterKey::from_base64(&text.0).map_err(|e| {
+            OpenError::MasterKey(format!("KEYPOOL_MASTER_KEY is not a usable key: {e}"))
+        })?,
+        None => match master_key::read(&path).map_err(|e| {
+            OpenError::MasterKey(format!("cannot read the master key file {}: {e}", path.display()))
+        })? {
+            Some(text) => MasterKey::from_base64(&text).map_err(|e| {
+                OpenError::MasterKey(format!("the master key file {} is not a usable key: {e}", path.display()))
+            })?,
+            None if sealed.is_some() => {
+                return Err(OpenError::MasterKey(format!(
+                    "the data in {} holds encrypted key values, but the master key file {} is missing; restore it (or set KEYPOOL_MASTER_KEY) and start again. Nothing was changed.",
+                    config.data_dir.display(),
+                    path.display()
+                )))
+            }
+            None => {
+                let (key, text) = MasterKey::generate();
+                master_key::create(&path, &text).map_err(|e| {
+                    OpenError::MasterKey(format!("cannot create the master key file {}: {e}", path.display()))
+                })?;
+                tracing::info!(path = %path.display(), "created a new master key");
+                key
+            }
+        },
+    };
+    if let Some((key_id, value, blob)) = sealed {
+        if key.open(&seal_aad(key_id, value), &blob).is_err() {
+            return Err(OpenError::MasterKey(format!(
+                "the master key ({}) does not decrypt the key values in {}; start with the key they were written with. Nothing was changed.",
+                if config.master_key.is_some() { "KEYPOOL_MASTER_KEY".to_owned() } else { path.display().to_string() },
+                config.data_dir.display()
+            )));
+        }
+    }
+    Ok(key)
 }
 
 impl App {
@@ -56,6 +117,7 @@ impl App {
         }
 
         let state = State::recover(&config, &recovered, 0)?;
+        let master_key = master_key(&config, &state)?;
 
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -70,6 +132,8 @@ impl App {
             hashing: Semaphore::new(super::max_concurrent_hashes()),
             reaper_wake,
             settle_wake: Notify::new(),
+            master_key,
+            waiters: super::waiters::Waiters::default(),
         };
         app.wire(&app.state());
         let replayed = recovered.records.len();

@@ -20,19 +20,51 @@ use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
 use crate::persist::{Lsn, Recovered};
-use crate::pool::{PoolImage, Pools};
+use crate::pool::{PoolImage, PoolImageExt, Pools};
 use crate::purchase::{Purchases, PurchasesImage};
 
 use super::recovery::OpenError;
 use super::App;
 
-/// The whole state as a snapshot stores it.
+/// The whole state as a snapshot stores it. Fields are only ever added at the
+/// end, and [`StateImage::decode`] still reads the first round's layout.
 #[derive(Serialize, Deserialize)]
 pub struct StateImage {
     pub pools: PoolImage,
     pub accounts: AccountsImage,
     pub apikeys: ApiKeysImage,
     pub purchases: PurchasesImage,
+    /// Second round: key extras, cooldowns, pool names.
+    pub pools_ext: PoolImageExt,
+}
+
+/// The first round's snapshot layout.
+#[derive(Deserialize)]
+struct StateImageV1 {
+    pools: PoolImage,
+    accounts: AccountsImage,
+    apikeys: ApiKeysImage,
+    purchases: PurchasesImage,
+}
+
+impl StateImage {
+    /// Decodes a snapshot of this layout or of the first round's (which has
+    /// none of the later fields).
+    pub fn decode(bytes: &[u8]) -> Result<StateImage, codec::CodecError> {
+        match codec::decode_snapshot::<StateImage>(bytes) {
+            Ok(image) => Ok(image),
+            Err(e) => match codec::decode_snapshot::<StateImageV1>(bytes) {
+                Ok(v1) => Ok(StateImage {
+                    pools: v1.pools,
+                    accounts: v1.accounts,
+                    apikeys: v1.apikeys,
+                    purchases: v1.purchases,
+                    pools_ext: PoolImageExt::default(),
+                }),
+                Err(_) => Err(e),
+            },
+        }
+    }
 }
 
 /// Every domain of the server: what a request reads and changes.
@@ -59,13 +91,12 @@ impl State {
         let pur_cfg = App::purchase_config(config);
         let state = match &recovered.snapshot {
             Some((lsn, bytes)) => {
-                let image: StateImage =
-                    codec::decode_snapshot(bytes).map_err(|e| OpenError::Snapshot {
-                        lsn: *lsn,
-                        reason: e.to_string(),
-                    })?;
+                let image = StateImage::decode(bytes).map_err(|e| OpenError::Snapshot {
+                    lsn: *lsn,
+                    reason: e.to_string(),
+                })?;
                 State {
-                    pools: Pools::restore(pool_cfg, image.pools),
+                    pools: Pools::restore_full(pool_cfg, image.pools, image.pools_ext),
                     accounts: Accounts::restore(acc_cfg, image.accounts),
                     apikeys: ApiKeys::restore(key_cfg, image.apikeys),
                     purchases: Purchases::restore(pur_cfg, image.purchases),
@@ -108,11 +139,13 @@ impl State {
 
     /// Copies the whole state, one lock at a time.
     pub fn image(&self) -> StateImage {
+        let (pools, pools_ext) = self.pools.image_full();
         StateImage {
-            pools: self.pools.image(),
+            pools,
             accounts: self.accounts.image(),
             apikeys: self.apikeys.image(),
             purchases: self.purchases.image(),
+            pools_ext,
         }
     }
 }

@@ -16,6 +16,22 @@ pub enum Route<'a> {
     Keys,
     Key(&'a str),
     Keepalive(&'a str),
+    /// `/keys/{key_id}/lease`.
+    Lease(&'a str),
+    /// `/pools`.
+    Pools,
+    /// `/pools/{pool}`.
+    Pool(&'a str),
+    /// `/pools/{pool}/keys`.
+    PoolKeys(&'a str),
+    /// `/pools/{pool}/keys/{key_id}`.
+    PoolKey(&'a str, &'a str),
+    /// `/pools/{pool}/keys/{key_id}/lease`.
+    PoolLease(&'a str, &'a str),
+    /// `/pools/{pool}/keepalive/{key_id}`.
+    PoolKeepalive(&'a str, &'a str),
+    /// `/pools/{pool}/stats`.
+    PoolStats(&'a str),
     Register,
     Login,
     Logout,
@@ -46,6 +62,14 @@ impl Route<'_> {
             Route::Keys => "/keys",
             Route::Key(_) => "/keys/{key_id}",
             Route::Keepalive(_) => "/keepalive/{key_id}",
+            Route::Lease(_) => "/keys/{key_id}/lease",
+            Route::Pools => "/pools",
+            Route::Pool(_) => "/pools/{pool}",
+            Route::PoolKeys(_) => "/pools/{pool}/keys",
+            Route::PoolKey(..) => "/pools/{pool}/keys/{key_id}",
+            Route::PoolLease(..) => "/pools/{pool}/keys/{key_id}/lease",
+            Route::PoolKeepalive(..) => "/pools/{pool}/keepalive/{key_id}",
+            Route::PoolStats(_) => "/pools/{pool}/stats",
             Route::Register => "/register",
             Route::Login => "/login",
             Route::Logout => "/logout",
@@ -69,9 +93,14 @@ impl Route<'_> {
     /// for CORS preflights), as the `Allow` header lists them.
     pub fn allow(&self) -> &'static str {
         match self {
-            Route::Keys => "GET, POST, OPTIONS",
-            Route::Key(_) => "GET, PUT, DELETE, OPTIONS",
-            Route::Keepalive(_) | Route::UserPin => "PUT, OPTIONS",
+            Route::Keys | Route::PoolKeys(_) => "GET, POST, OPTIONS",
+            Route::Key(_) | Route::PoolKey(..) => "GET, PUT, DELETE, OPTIONS",
+            Route::Keepalive(_)
+            | Route::UserPin
+            | Route::Lease(_)
+            | Route::PoolLease(..)
+            | Route::PoolKeepalive(..) => "PUT, OPTIONS",
+            Route::Pool(_) => "DELETE, OPTIONS",
             Route::Register
             | Route::Login
             | Route::Logout
@@ -125,6 +154,24 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         [Some("keys"), None, ..] => Route::Keys,
         [Some("keys"), Some(id), None, ..] if nonempty(id) => Route::Key(id),
         [Some("keepalive"), Some(id), None, ..] if nonempty(id) => Route::Keepalive(id),
+        [Some("keys"), Some(id), Some("lease"), None, ..] if nonempty(id) => Route::Lease(id),
+        [Some("pools"), None, ..] => Route::Pools,
+        [Some("pools"), Some(p), None, ..] if nonempty(p) => Route::Pool(p),
+        [Some("pools"), Some(p), Some("keys"), None, ..] if nonempty(p) => Route::PoolKeys(p),
+        [Some("pools"), Some(p), Some("stats"), None, ..] if nonempty(p) => Route::PoolStats(p),
+        [Some("pools"), Some(p), Some("keys"), Some(id), None] if nonempty(p) && nonempty(id) => {
+            Route::PoolKey(p, id)
+        }
+        [Some("pools"), Some(p), Some("keys"), Some(id), Some("lease")]
+            if nonempty(p) && nonempty(id) =>
+        {
+            Route::PoolLease(p, id)
+        }
+        [Some("pools"), Some(p), Some("keepalive"), Some(id), None]
+            if nonempty(p) && nonempty(id) =>
+        {
+            Route::PoolKeepalive(p, id)
+        }
         [Some("register"), None, ..] => Route::Register,
         [Some("login"), None, ..] => Route::Login,
         [Some("logout"), None, ..] => Route::Logout,
@@ -168,6 +215,16 @@ mod tests {
             ("/keys/abc/def", None),
             ("/keepalive/abc", Some(Route::Keepalive("abc"))),
             ("/keepalive", None),
+            ("/keys/abc/lease", Some(Route::Lease("abc"))),
+            ("/pools", Some(Route::Pools)),
+            ("/pools/p", Some(Route::Pool("p"))),
+            ("/pools/p/keys", Some(Route::PoolKeys("p"))),
+            ("/pools/p/stats", Some(Route::PoolStats("p"))),
+            ("/pools/p/keys/k", Some(Route::PoolKey("p", "k"))),
+            ("/pools/p/keys/k/lease", Some(Route::PoolLease("p", "k"))),
+            ("/pools/p/keepalive/k", Some(Route::PoolKeepalive("p", "k"))),
+            ("/pools/p/keys/k/other", None),
+            ("/pools//keys", None),
             ("/api/key/create", Some(Route::ApiKeyCreate)),
             ("/api/user/key", Some(Route::UserKey)),
             ("/api/user/key/a@b.c", Some(Route::UserKeyOf("a@b.c"))),

@@ -33,6 +33,7 @@ pub mod fs;
 mod leader;
 mod log;
 mod log_snapshot;
+pub mod master_key;
 mod recovery;
 mod syncer;
 pub mod testing;

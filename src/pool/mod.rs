@@ -45,9 +45,10 @@ mod shard;
 mod tests;
 mod types;
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use rand::Rng;
 use uuid::Uuid;
 
@@ -67,6 +68,22 @@ pub struct Pools {
     hint: AtomicU64,
     /// Called when a deadline earlier than `hint` appears (e.g. `Notify::notify_one`).
     waker: RwLock<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// Named pools. Read on every request to a named pool; written only when
+    /// an account names a new pool. Never held together with a shard lock.
+    names: RwLock<Names>,
+}
+
+/// The first owner id given to a named pool. An account's `default` pool is
+/// owned by the account's own id (so first-round data needs no mapping);
+/// named pools get ids from here up, far above any account id.
+pub const NAMED_POOL_BASE: u64 = 1 << 62;
+
+/// Which owner id each named pool of each account has.
+#[derive(Debug, Default)]
+struct Names {
+    by_account: HashMap<AccountId, BTreeMap<String, AccountId>>,
+    /// The next owner id to give a new name.
+    next: u64,
 }
 
 impl std::fmt::Debug for Pools {
@@ -92,7 +109,63 @@ impl Pools {
             shards: (0..n).map(|_| Mutex::new(Shard::default())).collect(),
             hint: AtomicU64::new(u64::MAX),
             waker: RwLock::new(None),
+            names: RwLock::new(Names {
+                next: NAMED_POOL_BASE,
+                ..Names::default()
+            }),
         }
+    }
+
+    /// The owner id of `account`'s pool `name` (`default` is the account's
+    /// own id), or `None` if the account never put a key in a pool of that name.
+    pub fn pool_id(&self, account: AccountId, name: &str) -> Option<AccountId> {
+        if name == DEFAULT_POOL {
+            return Some(account);
+        }
+        self.names
+            .read()
+            .by_account
+            .get(&account)
+            .and_then(|m| m.get(name).copied())
+    }
+
+    /// The owner id of `account`'s pool `name`, naming it first (a `Named`
+    /// event) if it is new.
+    pub fn bind(
+        &self,
+        account: AccountId,
+        name: &str,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> AccountId {
+        if let Some(id) = self.pool_id(account, name) {
+            return id;
+        }
+        let mut names = self.names.write();
+        if let Some(&id) = names.by_account.get(&account).and_then(|m| m.get(name)) {
+            return id;
+        }
+        let ev = PoolEvent::Named {
+            account,
+            name: name.to_owned(),
+            pool: AccountId(names.next),
+        };
+        names.apply(&ev);
+        emit(&ev);
+        AccountId(names.next - 1)
+    }
+
+    /// `account`'s pools that hold at least one key, by name, with their counts.
+    pub fn pools_of(&self, account: AccountId) -> Vec<(String, Stats)> {
+        let mut named: Vec<(String, AccountId)> = vec![(DEFAULT_POOL.to_owned(), account)];
+        if let Some(m) = self.names.read().by_account.get(&account) {
+            named.extend(m.iter().map(|(n, &id)| (n.clone(), id)));
+        }
+        named.sort();
+        named
+            .into_iter()
+            .map(|(name, id)| (name, self.stats(id)))
+            .filter(|(_, s)| s.total > 0)
+            .collect()
     }
 
     /// The configuration in force.
@@ -126,50 +199,156 @@ impl Pools {
         Created { key_id, expires_at }
     }
 
-    /// Blocks a uniformly random free key of `owner`'s within a shard, under
-    /// a new lease, until `now + block_ttl`. Starts at a random shard and goes
-    /// round the ring until one has a free key: O(shards), never a scan of keys.
-    pub fn checkout(
+    /// Creates key `key_id` (fresh and free) for `owner` with `extras`: its
+    /// own lifetime (else `--key-ttl`), and a sealed value and metadata. The
+    /// caller picks the id so that it can bind sealed data to it.
+    pub fn create_key(
         &self,
         owner: AccountId,
+        key_id: Uuid,
+        extras: KeyExtras,
         now: Millis,
         emit: &mut dyn FnMut(&PoolEvent),
-    ) -> Result<Checkout, PoolError> {
+    ) -> Created {
+        let ttl = extras.ttl.unwrap_or(self.cfg.key_ttl);
+        let expires_at = now.saturating_add(ttl);
+        let ev = if extras.is_empty() {
+            PoolEvent::Created {
+                owner,
+                key_id,
+                created_at: now,
+                expires_at,
+            }
+        } else {
+            PoolEvent::CreatedWith {
+                owner,
+                key_id,
+                created_at: now,
+                expires_at,
+                extras,
+            }
+        };
+        self.shard_of(key_id).lock().commit(ev, emit);
+        self.note_deadline(expires_at);
+        Created { key_id, expires_at }
+    }
+
+    /// A fresh random key id.
+    pub fn new_key_id() -> Uuid {
+        new_uuid()
+    }
+
+    /// Checks out up to `want` (at least 1) random free keys of `owner`, each
+    /// under its own new lease until `now + block`, as one change: `commit`
+    /// gets every checkout event and answer together while the locks of the
+    /// shards they came from are still held, so that it can log them as one
+    /// record and the log order still follows the apply order for each key.
+    /// Events of deadlines that lapsed on the way go to `emit` one by one.
+    ///
+    /// Starts at a random shard and takes locks in ascending shard order from
+    /// there, blocking; shards below the start are only *tried* while other
+    /// locks are held (never waited for out of order, so two batches cannot
+    /// deadlock), so under contention a batch may come back short, never
+    /// empty while it holds a key. O(shards + want).
+    pub fn checkout_batch(
+        &self,
+        owner: AccountId,
+        want: usize,
+        block: Millis,
+        now: Millis,
+        emit: &mut dyn FnMut(&PoolEvent),
+        commit: &mut dyn FnMut(&[PoolEvent], &[Checkout]),
+    ) -> Result<Vec<Checkout>, PoolError> {
+        let want = want.max(1);
         let mut rng = rand::thread_rng();
         let n = self.shards.len();
         let start = rng.gen_range(0..n);
+        let blocked_until = now.saturating_add(block);
+        let mut held: Vec<MutexGuard<'_, Shard>> = Vec::new();
+        let mut events = Vec::with_capacity(want.min(8));
+        let mut out = Vec::with_capacity(want.min(8));
         for i in 0..n {
-            let mut shard = self.shards[(start + i) % n].lock();
+            let idx = (start + i) % n;
+            let mut shard = if idx >= start || held.is_empty() {
+                self.shards[idx].lock()
+            } else {
+                match self.shards[idx].try_lock() {
+                    Some(g) => g,
+                    None => continue,
+                }
+            };
             if !shard.has_keys_of(owner) {
                 continue;
             }
             // Lapsed deadlines first, so an expired key is never handed out and
             // a timed-out block is available again even if the reaper is late.
             shard.reap_due(now, emit);
-            let Some(slot) = shard.random_free(owner, &mut rng) else {
-                continue;
-            };
-            let key = *shard.slot(slot);
-            let lease_id = new_uuid();
-            let blocked_until = now.saturating_add(self.cfg.block_ttl);
-            let ev = PoolEvent::CheckedOut {
-                owner,
-                key_id: key.key_id,
-                lease_id,
-                blocked_at: now,
-                blocked_until,
-            };
-            shard.commit_at(slot, ev, emit);
-            drop(shard);
-            self.note_deadline(blocked_until);
-            return Ok(Checkout {
-                key_id: key.key_id,
-                lease_id,
-                blocked_until,
-                expires_at: key.expires_at,
-            });
+            let mut took = false;
+            while out.len() < want {
+                let Some(slot) = shard.random_free(owner, &mut rng) else {
+                    break;
+                };
+                let key = *shard.slot(slot);
+                let extras = shard.extras(slot);
+                let (value, metadata) = extras
+                    .map(|x| (x.value.clone(), x.metadata.clone()))
+                    .unwrap_or_default();
+                let lease_id = new_uuid();
+                let ev = PoolEvent::CheckedOut {
+                    owner,
+                    key_id: key.key_id,
+                    lease_id,
+                    blocked_at: now,
+                    blocked_until,
+                };
+                shard.apply_at_slot(slot, &ev);
+                events.push(ev);
+                out.push(Checkout {
+                    key_id: key.key_id,
+                    lease_id,
+                    blocked_until,
+                    expires_at: key.expires_at,
+                    value,
+                    metadata,
+                });
+                took = true;
+            }
+            if took {
+                held.push(shard);
+            }
+            if out.len() == want {
+                break;
+            }
         }
-        Err(PoolError::NoAvailableKeys)
+        if out.is_empty() {
+            return Err(PoolError::NoAvailableKeys);
+        }
+        commit(&events, &out);
+        drop(held);
+        self.note_deadline(blocked_until);
+        Ok(out)
+    }
+
+    /// Blocks a uniformly random free key of `owner`'s within a shard, under
+    /// a new lease, until `now + block_ttl`. Starts at a random shard and goes
+    /// round the ring until one has a free key: O(shards), never a scan of keys.
+    /// [`Pools::checkout_batch`] of one key for `--block-ttl`, every event to `emit`.
+    pub fn checkout(
+        &self,
+        owner: AccountId,
+        now: Millis,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> Result<Checkout, PoolError> {
+        let emit = std::cell::RefCell::new(emit);
+        let mut out = self.checkout_batch(
+            owner,
+            1,
+            self.cfg.block_ttl,
+            now,
+            &mut |e| (emit.borrow_mut())(e),
+            &mut |evs, _| evs.iter().for_each(|e| (emit.borrow_mut())(e)),
+        )?;
+        Ok(out.remove(0))
     }
 
     /// One key of `owner`'s as it stands at `now`. Has no `emit`, so it changes
@@ -182,11 +361,15 @@ impl Pools {
         if key.expires_at <= now {
             return Err(PoolError::NotFound);
         }
+        let extras = shard.extras(slot);
         Ok(KeyInfo {
             key_id,
             created_at: key.created_at,
             expires_at: key.expires_at,
             blocked: shard.block(slot).filter(|b| b.blocked_until > now),
+            cooling_until: shard.cooling_until(slot).filter(|&c| c > now),
+            value: extras.and_then(|x| x.value.clone()),
+            metadata: extras.and_then(|x| x.metadata.clone()),
         })
     }
 
@@ -201,18 +384,115 @@ impl Pools {
         now: Millis,
         emit: &mut dyn FnMut(&PoolEvent),
     ) -> Result<(), PoolError> {
+        self.release_cooling(owner, key_id, lease, 0, now, emit)
+    }
+
+    /// [`Pools::release`], with the key handed out again only `cooldown`
+    /// from now (0: at once).
+    pub fn release_cooling(
+        &self,
+        owner: AccountId,
+        key_id: Uuid,
+        lease: Option<Uuid>,
+        cooldown: Millis,
+        now: Millis,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> Result<(), PoolError> {
         let mut shard = self.shard_of(key_id).lock();
+        self.held_block(&mut shard, owner, key_id, lease, now, emit)?;
+        let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
+        if cooldown == 0 {
+            shard.commit_at(slot, PoolEvent::Released { owner, key_id }, emit);
+            return Ok(());
+        }
+        let until = now.saturating_add(cooldown);
+        let ev = PoolEvent::Cooling {
+            owner,
+            key_id,
+            until,
+        };
+        shard.commit_at(slot, ev, emit);
+        drop(shard);
+        self.note_deadline(until);
+        Ok(())
+    }
+
+    /// The block of a key that release or extend may act on: the key must be
+    /// blocked and, when `lease` is given, held under it.
+    fn held_block(
+        &self,
+        shard: &mut Shard,
+        owner: AccountId,
+        key_id: Uuid,
+        lease: Option<Uuid>,
+        now: Millis,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> Result<BlockInfo, PoolError> {
         let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
         let slot = shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
         match (shard.block(slot), lease) {
             (None, None) => Err(PoolError::NotBlocked),
             (None, Some(_)) => Err(PoolError::LeaseMismatch),
             (Some(b), Some(l)) if b.lease_id != l => Err(PoolError::LeaseMismatch),
-            (Some(_), _) => {
-                shard.commit_at(slot, PoolEvent::Released { owner, key_id }, emit);
-                Ok(())
-            }
+            (Some(b), _) => Ok(b),
         }
+    }
+
+    /// Extends the lease `lease` on a blocked key: it now ends `block` from
+    /// `now`. [`PoolError::NotBlocked`] when the key is not blocked at all,
+    /// [`PoolError::LeaseMismatch`] when it is held under another lease.
+    pub fn extend(
+        &self,
+        owner: AccountId,
+        key_id: Uuid,
+        lease: Uuid,
+        block: Millis,
+        now: Millis,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> Result<Extended, PoolError> {
+        let mut shard = self.shard_of(key_id).lock();
+        let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
+        let slot = shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
+        let b = match shard.block(slot) {
+            None => return Err(PoolError::NotBlocked),
+            Some(b) if b.lease_id != lease => return Err(PoolError::LeaseMismatch),
+            Some(b) => b,
+        };
+        let blocked_until = now.saturating_add(block);
+        let ev = PoolEvent::CheckedOut {
+            owner,
+            key_id,
+            lease_id: lease,
+            blocked_at: b.blocked_at,
+            blocked_until,
+        };
+        shard.commit_at(slot, ev, emit);
+        drop(shard);
+        self.note_deadline(blocked_until);
+        Ok(Extended {
+            key_id,
+            lease_id: lease,
+            blocked_until,
+        })
+    }
+
+    /// Deletes every key of pool `owner`, as one change made while every shard
+    /// is locked (so that no key of the pool is created or changed half-way
+    /// through). [`PoolError::NoSuchPool`] when the pool holds no key.
+    /// O(shards + the pool's keys + blocked and cooling keys).
+    pub fn purge(
+        &self,
+        owner: AccountId,
+        emit: &mut dyn FnMut(&PoolEvent),
+    ) -> Result<usize, PoolError> {
+        // Ascending order, blocking: the order every multi-lock holder uses.
+        let mut all: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(|s| s.lock()).collect();
+        if !all.iter().any(|s| s.has_keys_of(owner)) {
+            return Err(PoolError::NoSuchPool);
+        }
+        let removed = all.iter_mut().map(|s| s.purge(owner)).sum();
+        emit(&PoolEvent::Purged { owner });
+        Ok(removed)
     }
 
     /// Deletes a key. With `lease`, the key must be held under that lease now
@@ -249,7 +529,7 @@ impl Pools {
         let mut shard = self.shard_of(key_id).lock();
         let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
         let slot = shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
-        let expires_at = now.saturating_add(self.cfg.key_ttl);
+        let expires_at = now.saturating_add(shard.ttl(slot, self.cfg.key_ttl));
         let ev = PoolEvent::KeptAlive {
             owner,
             key_id,
@@ -279,6 +559,12 @@ impl Pools {
         sum
     }
 
+    /// Some sealed value or metadata with the key it is bound to (`true`: a
+    /// value), to check the master key against at start-up.
+    pub fn any_sealed(&self) -> Option<(Uuid, bool, Vec<u8>)> {
+        self.shards.iter().find_map(|s| s.lock().any_sealed())
+    }
+
     /// The earliest live deadline (a key's expiry or a block's end) over all
     /// shards, or `None` when the pool has no keys.
     pub fn next_deadline(&self) -> Option<Millis> {
@@ -303,23 +589,58 @@ impl Pools {
     /// suffix of a key's events is harmless. Events about missing keys (other
     /// than `Created`) do nothing.
     pub fn apply(&self, ev: &PoolEvent) {
-        self.shard_of(ev.key_id()).lock().apply(ev);
+        match ev.key_id() {
+            Some(key_id) => self.shard_of(key_id).lock().apply(ev),
+            None => match ev {
+                PoolEvent::Named { .. } => self.names.write().apply(ev),
+                _ => {
+                    let mut all: Vec<_> = self.shards.iter().map(|s| s.lock()).collect();
+                    all.iter_mut().for_each(|s| s.apply(ev));
+                }
+            },
+        }
     }
 
     /// Copies every key, one shard lock at a time (a fuzzy snapshot: requests
     /// go on meanwhile; replaying the log from before the first copy repairs it).
     pub fn image(&self) -> PoolImage {
-        let mut keys = Vec::new();
-        for shard in self.shards.iter() {
-            shard.lock().image_into(&mut keys);
-        }
-        PoolImage { keys }
+        self.image_full().0
     }
 
-    /// A pool holding exactly the keys of `image`, spread over `cfg.shards`
-    /// (which may differ from the count the image was taken with).
+    /// [`Pools::image`] with what keys have beyond it, and the pool names.
+    pub fn image_full(&self) -> (PoolImage, PoolImageExt) {
+        let mut keys = Vec::new();
+        let mut ext = Vec::new();
+        for shard in self.shards.iter() {
+            shard.lock().image_into(&mut keys, &mut ext);
+        }
+        let names = self
+            .names
+            .read()
+            .by_account
+            .iter()
+            .flat_map(|(&a, m)| m.iter().map(move |(n, &id)| (a, n.clone(), id)))
+            .collect();
+        (PoolImage { keys }, PoolImageExt { keys: ext, names })
+    }
+
+    /// A pool holding exactly the keys of `image` (with what `ext` adds),
+    /// spread over `cfg.shards` (which may differ from the count the image
+    /// was taken with).
     pub fn restore(cfg: PoolConfig, image: PoolImage) -> Self {
+        Self::restore_full(cfg, image, PoolImageExt::default())
+    }
+
+    /// [`Pools::restore`] with the extras, cooldowns and names of `ext`.
+    pub fn restore_full(cfg: PoolConfig, image: PoolImage, ext: PoolImageExt) -> Self {
         let pools = Self::new(cfg);
+        for (account, name, pool) in ext.names {
+            pools.names.write().apply(&PoolEvent::Named {
+                account,
+                name,
+                pool,
+            });
+        }
         for k in image.keys {
             let mut shard = pools.shard_of(k.key_id).lock();
             shard.apply(&PoolEvent::Created {
@@ -335,6 +656,22 @@ impl Pools {
                     lease_id: b.lease_id,
                     blocked_at: b.blocked_at,
                     blocked_until: b.blocked_until,
+                });
+            }
+        }
+        for k in ext.keys {
+            let Some(owner) = pools.shard_of(k.key_id).lock().lookup_owner(k.key_id) else {
+                continue;
+            };
+            let mut shard = pools.shard_of(k.key_id).lock();
+            if let Some(extras) = k.extras {
+                shard.set_extras(k.key_id, extras);
+            }
+            if let Some(until) = k.cooling_until {
+                shard.apply(&PoolEvent::Cooling {
+                    owner,
+                    key_id: k.key_id,
+                    until,
                 });
             }
         }
@@ -384,6 +721,26 @@ impl Pools {
             if let Some(wake) = self.waker.read().as_ref() {
                 wake();
             }
+        }
+    }
+}
+
+/// The name of the pool the plain routes (`/keys`, …) serve.
+pub const DEFAULT_POOL: &str = "default";
+
+impl Names {
+    fn apply(&mut self, ev: &PoolEvent) {
+        if let PoolEvent::Named {
+            account,
+            name,
+            pool,
+        } = ev
+        {
+            self.by_account
+                .entry(*account)
+                .or_default()
+                .insert(name.clone(), *pool);
+            self.next = self.next.max(pool.0 + 1);
         }
     }
 }

@@ -195,6 +195,9 @@ fn run(ops: Vec<Op>) {
                     created_at: k.created_at,
                     expires_at: k.expires_at,
                     blocked: k.block,
+                    cooling_until: None,
+                    value: None,
+                    metadata: None,
                 });
                 assert_eq!(p.get(AccountId(o), key_id, now).ok(), want);
             }

@@ -160,7 +160,8 @@ fn reap_emits_exactly_the_lapsed_deadlines() {
         r,
         Reaped {
             expired: 0,
-            released: 2
+            released: 2,
+            cooled: 0,
         }
     );
     let got: HashSet<String> = log.take().iter().map(|e| format!("{e:?}")).collect();
@@ -184,7 +185,8 @@ fn reap_emits_exactly_the_lapsed_deadlines() {
         r,
         Reaped {
             expired: 3,
-            released: 2
+            released: 2,
+            cooled: 0,
         }
     );
     let events = log.take();
@@ -204,6 +206,7 @@ fn reap_emits_exactly_the_lapsed_deadlines() {
         total: n,
         available: n,
         blocked: 0,
+        cooling: 0,
     };
     assert_eq!((p.stats(A), p.stats(B)), (free(7), free(4)));
 }

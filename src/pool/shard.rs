@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::deadlines::{DeadlineQueue, Entry};
 use super::hash::FastMap;
 use super::index::SlotIndex;
-use super::{BlockInfo, KeyImage, PoolEvent, Reaped, Stats};
+use super::{BlockInfo, KeyExtras, KeyImage, KeyImageExt, PoolEvent, Reaped, Stats};
 use crate::clock::Millis;
 use crate::ids::AccountId;
 
@@ -38,6 +38,9 @@ use crate::ids::AccountId;
 const BLOCKED: u32 = u32::MAX;
 /// [`Slot::pos`] of a slab slot that holds no key (it is in `vacant`).
 const VACANT: u32 = u32::MAX - 1;
+/// [`Slot::pos`] of a key released with a cooldown that has not ended (its
+/// end is in `cooling`).
+const COOLING: u32 = u32::MAX - 2;
 /// Stale heap entries tolerated beyond the live ones before a rebuild, so that
 /// tiny shards don't rebuild on every push.
 const COMPACT_SLACK: usize = 64;
@@ -50,7 +53,8 @@ pub(super) struct Slot {
     pub(super) created_at: Millis,
     pub(super) expires_at: Millis,
     /// Index of this slot in its owner's free list when the key is free;
-    /// [`BLOCKED`] when it is checked out; [`VACANT`] when the slot is empty.
+    /// [`BLOCKED`] when it is checked out; [`COOLING`] when it is cooling
+    /// down; [`VACANT`] when the slot is empty.
     pos: u32,
     /// Bumped when the slot loses its key, so that deadline entries of a
     /// deleted key never apply to the next key in the slot.
@@ -62,16 +66,26 @@ pub(super) struct Slot {
 struct Counts {
     total: u64,
     blocked: u64,
+    cooling: u64,
 }
 
 impl Counts {
     fn stats(self) -> Stats {
         Stats {
             total: self.total,
-            available: self.total - self.blocked,
+            available: self.total - self.blocked - self.cooling,
             blocked: self.blocked,
+            cooling: self.cooling,
         }
     }
+}
+
+/// Which of the three live states a key is in (see [`Slot::pos`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Free,
+    Blocked,
+    Cooling,
 }
 
 /// The keys of one shard. Not locked itself: [`super::Pools`] wraps it in a mutex.
@@ -97,6 +111,12 @@ pub(super) struct Shard {
     expiry: DeadlineQueue,
     /// (blocked_until, slot, gen) for every blocked key, plus stale entries.
     releases: DeadlineQueue,
+    /// slot → end of the cooldown, for every cooling key.
+    cooling: FastMap<u32, Millis>,
+    /// (cooling end, slot, gen) for every cooling key, plus stale entries.
+    cooldowns: DeadlineQueue,
+    /// slot → extras, only for keys that have any (most keys pay nothing).
+    extras: FastMap<u32, Box<KeyExtras>>,
 }
 
 impl Shard {
@@ -121,6 +141,21 @@ impl Shard {
     /// The block of a live slot, if the key is checked out.
     pub(super) fn block(&self, slot: u32) -> Option<BlockInfo> {
         self.blocked.get(&slot).copied()
+    }
+
+    /// When a live slot's cooldown ends, if the key is cooling.
+    pub(super) fn cooling_until(&self, slot: u32) -> Option<Millis> {
+        self.cooling.get(&slot).copied()
+    }
+
+    /// A live slot's extras, if it has any.
+    pub(super) fn extras(&self, slot: u32) -> Option<&KeyExtras> {
+        self.extras.get(&slot).map(|b| &**b)
+    }
+
+    /// The lifetime keepalive restarts for a live slot: its own, else `default`.
+    pub(super) fn ttl(&self, slot: u32, default: Millis) -> Millis {
+        self.extras(slot).and_then(|x| x.ttl).unwrap_or(default)
     }
 
     /// Whether `owner` has any key in this shard.
@@ -180,11 +215,12 @@ impl Shard {
             self.commit_at(slot, PoolEvent::Deleted { owner, key_id }, emit);
             return None;
         }
-        if self
+        let lapsed = self
             .blocked
             .get(&slot)
             .is_some_and(|b| b.blocked_until <= now)
-        {
+            || self.cooling.get(&slot).is_some_and(|&until| until <= now);
+        if lapsed {
             self.commit_at(slot, PoolEvent::Released { owner, key_id }, emit);
         }
         Some(slot)
@@ -209,6 +245,13 @@ impl Shard {
                 reaped.released += 1;
             }
         }
+        while let Some(e) = self.cooldowns.pop_due(now) {
+            if cooldown_is_live(&self.slots, &self.cooling, &e) {
+                let Slot { key_id, owner, .. } = self.slots[e.slot as usize];
+                self.commit_at(e.slot, PoolEvent::Released { owner, key_id }, emit);
+                reaped.cooled += 1;
+            }
+        }
         reaped
     }
 
@@ -227,28 +270,97 @@ impl Shard {
             }
             self.releases.pop();
         }
-        let expiry = self.expiry.peek().map(|e| e.due);
-        let release = self.releases.peek().map(|e| e.due);
-        match (expiry, release) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        while let Some(e) = self.cooldowns.peek() {
+            if cooldown_is_live(&self.slots, &self.cooling, &e) {
+                break;
+            }
+            self.cooldowns.pop();
         }
+        [
+            self.expiry.peek(),
+            self.releases.peek(),
+            self.cooldowns.peek(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|e| e.due)
+        .min()
     }
 
-    /// Appends every key of this shard, with its block, to `out`.
-    pub(super) fn image_into(&self, out: &mut Vec<KeyImage>) {
+    /// Appends every key of this shard, with its block, to `out`, and the
+    /// extras and cooldowns of those that have them to `ext`.
+    pub(super) fn image_into(&self, out: &mut Vec<KeyImage>, ext: &mut Vec<KeyImageExt>) {
         out.reserve(self.index.len());
         for (slot, s) in self.slots.iter().enumerate() {
             if s.pos == VACANT {
                 continue;
             }
+            let slot = slot as u32;
             out.push(KeyImage {
                 key_id: s.key_id,
                 owner: s.owner,
                 created_at: s.created_at,
                 expires_at: s.expires_at,
-                blocked: self.blocked.get(&(slot as u32)).copied(),
+                blocked: self.blocked.get(&slot).copied(),
             });
+            let extras = self.extras(slot).cloned();
+            let cooling_until = self.cooling_until(slot);
+            if extras.is_some() || cooling_until.is_some() {
+                ext.push(KeyImageExt {
+                    key_id: s.key_id,
+                    extras,
+                    cooling_until,
+                });
+            }
+        }
+    }
+
+    /// Removes every key of `owner` in this shard. O(keys of `owner` here +
+    /// blocked and cooling keys here): free keys come from the owner's free
+    /// list, the others from the (small) block and cooldown maps.
+    pub(super) fn purge(&mut self, owner: AccountId) -> usize {
+        let mut doomed: Vec<u32> = self.free.get(&owner).cloned().unwrap_or_default();
+        let slots = &self.slots;
+        let of_owner = |slot: &u32| slots[*slot as usize].owner == owner;
+        doomed.extend(self.blocked.keys().copied().filter(of_owner));
+        doomed.extend(self.cooling.keys().copied().filter(of_owner));
+        for &slot in &doomed {
+            self.remove(slot);
+        }
+        doomed.len()
+    }
+
+    /// Applies an event about the key in `slot` (found by the caller), without
+    /// emitting it: for a caller that logs several events as one record.
+    pub(super) fn apply_at_slot(&mut self, slot: u32, ev: &PoolEvent) {
+        self.apply_at(Some(slot), ev);
+    }
+
+    /// Some sealed value or metadata here, with its key (`true`: a value).
+    pub(super) fn any_sealed(&self) -> Option<(Uuid, bool, Vec<u8>)> {
+        self.extras.iter().find_map(|(&slot, x)| {
+            let key_id = self.slots[slot as usize].key_id;
+            match (&x.value, &x.metadata) {
+                (Some(v), _) => Some((key_id, true, v.clone())),
+                (None, Some(m)) => Some((key_id, false, m.clone())),
+                _ => None,
+            }
+        })
+    }
+
+    /// The owner of `key_id`, if the key exists.
+    pub(super) fn lookup_owner(&self, key_id: Uuid) -> Option<AccountId> {
+        self.lookup(key_id).map(|s| self.slots[s as usize].owner)
+    }
+
+    /// Sets the extras of an existing key (restore from an image).
+    pub(super) fn set_extras(&mut self, key_id: Uuid, extras: KeyExtras) {
+        if let Some(slot) = self.lookup(key_id) {
+            if extras.is_empty() {
+                self.extras.remove(&slot);
+            } else {
+                self.extras.insert(slot, Box::new(extras));
+            }
         }
     }
 
@@ -268,20 +380,32 @@ impl Shard {
                 key_id,
                 created_at,
                 expires_at,
-            } => match self.lookup(key_id) {
-                // Re-applied: reset it in place to fresh and unblocked.
-                Some(slot) if self.slots[slot as usize].owner == owner => {
-                    self.clear_block(slot);
-                    self.slots[slot as usize].created_at = created_at;
-                    self.set_expiry(slot, expires_at);
+            } => {
+                self.create(owner, key_id, created_at, expires_at, None);
+            }
+            PoolEvent::CreatedWith {
+                owner,
+                key_id,
+                created_at,
+                expires_at,
+                ref extras,
+            } => {
+                self.create(owner, key_id, created_at, expires_at, Some(extras));
+            }
+            PoolEvent::Cooling {
+                owner,
+                key_id,
+                until,
+            } => {
+                if let Some(slot) = self.find_hinted(hint, owner, key_id) {
+                    self.set_cooling(slot, until);
                 }
-                other => {
-                    if let Some(slot) = other {
-                        self.remove(slot);
-                    }
-                    self.insert(owner, key_id, created_at, expires_at);
-                }
-            },
+            }
+            PoolEvent::Purged { owner } => {
+                self.purge(owner);
+            }
+            // Names live in `Pools`, not in shards.
+            PoolEvent::Named { .. } => {}
             PoolEvent::CheckedOut {
                 owner,
                 key_id,
@@ -338,9 +462,50 @@ impl Shard {
     pub(super) fn normalize_queues(&mut self) {
         self.expiry.normalize();
         self.releases.normalize();
+        self.cooldowns.normalize();
     }
 
-    fn insert(&mut self, owner: AccountId, key_id: Uuid, created_at: Millis, expires_at: Millis) {
+    /// Makes `key_id` exist, fresh and free, with these times and extras
+    /// (a re-applied creation resets the key in place).
+    fn create(
+        &mut self,
+        owner: AccountId,
+        key_id: Uuid,
+        created_at: Millis,
+        expires_at: Millis,
+        extras: Option<&KeyExtras>,
+    ) {
+        let slot = match self.lookup(key_id) {
+            Some(slot) if self.slots[slot as usize].owner == owner => {
+                self.clear_block(slot);
+                self.slots[slot as usize].created_at = created_at;
+                self.set_expiry(slot, expires_at);
+                slot
+            }
+            other => {
+                if let Some(slot) = other {
+                    self.remove(slot);
+                }
+                self.insert(owner, key_id, created_at, expires_at)
+            }
+        };
+        match extras.filter(|x| !x.is_empty()) {
+            Some(x) => {
+                self.extras.insert(slot, Box::new(x.clone()));
+            }
+            None => {
+                self.extras.remove(&slot);
+            }
+        }
+    }
+
+    fn insert(
+        &mut self,
+        owner: AccountId,
+        key_id: Uuid,
+        created_at: Millis,
+        expires_at: Millis,
+    ) -> u32 {
         let mut fresh = Slot {
             key_id,
             owner,
@@ -369,18 +534,13 @@ impl Shard {
         self.counts.entry(owner).or_default().total += 1;
         self.totals.total += 1;
         self.push_expiry(expires_at, slot);
+        slot
     }
 
     fn remove(&mut self, slot: u32) {
-        let Slot {
-            key_id, owner, pos, ..
-        } = self.slots[slot as usize];
-        if pos == BLOCKED {
-            self.blocked.remove(&slot);
-            self.count_blocked(owner, false);
-        } else {
-            self.unlink_free(slot);
-        }
+        let Slot { key_id, owner, .. } = self.slots[slot as usize];
+        self.detach(slot);
+        self.extras.remove(&slot);
         let indexed = self.index.remove(&key_id, slot);
         debug_assert!(indexed, "a live slot's key is in the index");
         let s = &mut self.slots[slot as usize];
@@ -401,12 +561,38 @@ impl Shard {
         }
     }
 
+    /// Which state a live slot is in.
+    fn held(&self, slot: u32) -> Held {
+        match self.slots[slot as usize].pos {
+            BLOCKED => Held::Blocked,
+            COOLING => Held::Cooling,
+            _ => Held::Free,
+        }
+    }
+
+    /// Takes a live slot out of whichever state it is in (free list, block,
+    /// cooldown), fixing the counts; the caller puts it into its next state.
+    fn detach(&mut self, slot: u32) {
+        let owner = self.slots[slot as usize].owner;
+        match self.held(slot) {
+            Held::Free => self.unlink_free(slot),
+            Held::Blocked => {
+                self.blocked.remove(&slot);
+                self.count(owner, Held::Blocked, false);
+            }
+            Held::Cooling => {
+                self.cooling.remove(&slot);
+                self.count(owner, Held::Cooling, false);
+            }
+        }
+    }
+
     fn set_block(&mut self, slot: u32, block: BlockInfo) {
-        if self.slots[slot as usize].pos != BLOCKED {
-            self.unlink_free(slot);
+        if self.held(slot) != Held::Blocked {
+            self.detach(slot);
             self.slots[slot as usize].pos = BLOCKED;
             let owner = self.slots[slot as usize].owner;
-            self.count_blocked(owner, true);
+            self.count(owner, Held::Blocked, true);
         }
         let previous = self.blocked.insert(slot, block);
         if previous.map(|b| b.blocked_until) != Some(block.blocked_until) {
@@ -414,14 +600,26 @@ impl Shard {
         }
     }
 
+    fn set_cooling(&mut self, slot: u32, until: Millis) {
+        if self.held(slot) != Held::Cooling {
+            self.detach(slot);
+            self.slots[slot as usize].pos = COOLING;
+            let owner = self.slots[slot as usize].owner;
+            self.count(owner, Held::Cooling, true);
+        }
+        let previous = self.cooling.insert(slot, until);
+        if previous != Some(until) {
+            self.push_cooldown(until, slot);
+        }
+    }
+
+    /// Makes a blocked or cooling key free.
     fn clear_block(&mut self, slot: u32) {
-        if self.slots[slot as usize].pos != BLOCKED {
+        if self.held(slot) == Held::Free {
             return;
         }
-        self.blocked.remove(&slot);
+        self.detach(slot);
         self.link_free(slot);
-        let owner = self.slots[slot as usize].owner;
-        self.count_blocked(owner, false);
     }
 
     fn set_expiry(&mut self, slot: u32, expires_at: Millis) {
@@ -433,14 +631,20 @@ impl Shard {
         self.push_expiry(expires_at, slot);
     }
 
-    fn count_blocked(&mut self, owner: AccountId, blocked: bool) {
+    /// Counts a key into (`add`) or out of the blocked or cooling state.
+    fn count(&mut self, owner: AccountId, held: Held, add: bool) {
         let c = self.counts.entry(owner).or_default();
-        if blocked {
-            c.blocked += 1;
-            self.totals.blocked += 1;
+        let (mine, all) = match held {
+            Held::Blocked => (&mut c.blocked, &mut self.totals.blocked),
+            Held::Cooling => (&mut c.cooling, &mut self.totals.cooling),
+            Held::Free => return,
+        };
+        if add {
+            *mine += 1;
+            *all += 1;
         } else {
-            c.blocked -= 1;
-            self.totals.blocked -= 1;
+            *mine -= 1;
+            *all -= 1;
         }
     }
 
@@ -481,6 +685,17 @@ impl Shard {
         }
     }
 
+    fn push_cooldown(&mut self, due: Millis, slot: u32) {
+        let gen = self.slots[slot as usize].gen;
+        self.cooldowns.push(Entry { due, slot, gen });
+        let live = self.cooling.len();
+        if self.cooldowns.len() > 2 * live + COMPACT_SLACK {
+            let (slots, cooling) = (&self.slots, &self.cooling);
+            self.cooldowns
+                .retain(live, |e| cooldown_is_live(slots, cooling, e));
+        }
+    }
+
     fn push_release(&mut self, due: Millis, slot: u32) {
         let gen = self.slots[slot as usize].gen;
         self.releases.push(Entry { due, slot, gen });
@@ -491,6 +706,14 @@ impl Shard {
                 .retain(live, |e| release_is_live(slots, blocked, e));
         }
     }
+}
+
+/// Whether a cooldown entry is the current cooldown end of the key in its slot.
+fn cooldown_is_live(slots: &[Slot], cooling: &FastMap<u32, Millis>, e: &Entry) -> bool {
+    slots
+        .get(e.slot as usize)
+        .is_some_and(|s| s.gen == e.gen && s.pos == COOLING)
+        && cooling.get(&e.slot) == Some(&e.due)
 }
 
 /// Whether an expiry entry is the current deadline of the key in its slot.

@@ -147,7 +147,7 @@ fn a_deadline_earlier_than_the_queue_back_takes_the_fallback_heap() {
     let mut events = Vec::new();
     let r = s.reap_due(160, &mut |e| events.push(e.clone()));
     assert_eq!(r.expired, 3);
-    let deleted: Vec<Uuid> = events.iter().map(PoolEvent::key_id).collect();
+    let deleted: Vec<Uuid> = events.iter().filter_map(PoolEvent::key_id).collect();
     assert_eq!(deleted, vec![k4, k1, k3], "in deadline order");
     assert_eq!(s.next_deadline(), Some(200));
     s.check_invariants();
@@ -172,7 +172,8 @@ fn an_out_of_order_keepalive_and_block_are_honoured() {
         r,
         Reaped {
             expired: 0,
-            released: 2
+            released: 2,
+            cooled: 0,
         },
         "k1's stale 1000 entry deleted nothing"
     );

@@ -71,7 +71,10 @@ fn create_then_get_and_stats() {
             key_id: c.key_id,
             created_at: T0,
             expires_at: T0 + KEY_TTL,
-            blocked: None
+            blocked: None,
+            cooling_until: None,
+            value: None,
+            metadata: None,
         }
     );
     assert_eq!(c.key_id.get_version_num(), 4);
@@ -79,6 +82,7 @@ fn create_then_get_and_stats() {
         total: 1,
         available: 1,
         blocked: 0,
+        cooling: 0,
     };
     assert_eq!(
         (p.stats(A), p.stats(B), p.totals()),
@@ -339,7 +343,8 @@ fn every_state_transition() {
             Stats {
                 total,
                 available: total - blocked,
-                blocked
+                blocked,
+                cooling: 0,
             },
             "case {i}"
         );
@@ -365,7 +370,8 @@ fn checkout_takes_each_free_key_once_then_runs_dry() {
         Stats {
             total: 100,
             available: 0,
-            blocked: 100
+            blocked: 100,
+            cooling: 0,
         }
     );
 }
@@ -425,7 +431,8 @@ fn another_owners_key_is_not_found_for_every_operation() {
         Stats {
             total: 3,
             available: 0,
-            blocked: 3
+            blocked: 3,
+            cooling: 0,
         }
     );
 }

@@ -53,7 +53,7 @@ fn every_pool_route_answers_as_the_contract_says() {
     let stats = s.call("GET", "/stats", None, None);
     assert_eq!(
         stats.body,
-        serde_json::json!({"total": 1, "available": 0, "blocked": 1})
+        serde_json::json!({"total": 1, "available": 0, "blocked": 1, "cooling": 0})
     );
 
     let other = uuid::Uuid::new_v4();
@@ -199,7 +199,7 @@ fn sixteen_workers_never_hold_the_same_key() {
     let st = s.call("GET", "/stats", None, None).body;
     assert_eq!(
         st,
-        serde_json::json!({"total": 8, "available": 8, "blocked": 0})
+        serde_json::json!({"total": 8, "available": 8, "blocked": 0, "cooling": 0})
     );
 }
 

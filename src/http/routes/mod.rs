@@ -6,6 +6,7 @@ mod accounts;
 mod keys;
 mod ops;
 mod pool;
+mod pool_params;
 mod purchase;
 mod web;
 
@@ -33,14 +34,25 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::Asset(name), _) => web::asset(name),
         (Route::Healthz, _) => ops::healthz(http),
         (Route::Metrics, _) => ops::metrics(http),
-        (Route::Stats, _) => ops::stats(http, ctx),
+        (Route::Stats, _) => pool::stats(http, ctx, None),
+        (Route::PoolStats(p), _) => pool::stats(http, ctx, Some(p)),
+        (Route::Pools, _) => pool::list(http, ctx),
+        (Route::Pool(p), _) => pool::drop_pool(http, ctx, p).await,
 
-        (Route::Keys, M::POST) => pool::create(http, ctx).await,
-        (Route::Keys, _) => pool::checkout(http, ctx).await,
-        (Route::Key(id), M::GET) => pool::get(http, ctx, id),
-        (Route::Key(id), M::PUT) => pool::release(http, ctx, id).await,
-        (Route::Key(id), _) => pool::delete(http, ctx, id).await,
-        (Route::Keepalive(id), _) => pool::keepalive(http, ctx, id).await,
+        (Route::Keys, M::POST) => pool::create(http, ctx, None).await,
+        (Route::Keys, _) => pool::checkout(http, ctx, None).await,
+        (Route::Key(id), M::GET) => pool::get(http, ctx, None, id),
+        (Route::Key(id), M::PUT) => pool::release(http, ctx, None, id).await,
+        (Route::Key(id), _) => pool::delete(http, ctx, None, id).await,
+        (Route::Keepalive(id), _) => pool::keepalive(http, ctx, None, id).await,
+        (Route::Lease(id), _) => pool::extend(http, ctx, None, id).await,
+        (Route::PoolKeys(p), M::POST) => pool::create(http, ctx, Some(p)).await,
+        (Route::PoolKeys(p), _) => pool::checkout(http, ctx, Some(p)).await,
+        (Route::PoolKey(p, id), M::GET) => pool::get(http, ctx, Some(p), id),
+        (Route::PoolKey(p, id), M::PUT) => pool::release(http, ctx, Some(p), id).await,
+        (Route::PoolKey(p, id), _) => pool::delete(http, ctx, Some(p), id).await,
+        (Route::PoolKeepalive(p, id), _) => pool::keepalive(http, ctx, Some(p), id).await,
+        (Route::PoolLease(p, id), _) => pool::extend(http, ctx, Some(p), id).await,
 
         (Route::Register, _) => accounts::register(http, ctx).await,
         (Route::Login, _) => accounts::login(http, ctx).await,

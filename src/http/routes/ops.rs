@@ -1,13 +1,12 @@
-//! Operations: `/healthz`, `/metrics` (Prometheus text), `/stats`.
+//! Operations: `/healthz`, `/metrics` (Prometheus text).
 
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
-use super::super::auth::Need;
 use super::super::metrics::gauge;
 use super::super::response::{bytes_response, json, Reply};
-use super::super::{Ctx, Http};
+use super::super::Http;
 
 /// `GET /healthz`: the process answers; says whether the log is writable.
 pub fn healthz(http: &Http) -> Reply {
@@ -18,15 +17,6 @@ pub fn healthz(http: &Http) -> Reply {
             &json!({"status": "degraded", "error": format!("The write-ahead log cannot write: {e}.")}),
         )),
     }
-}
-
-/// `GET /stats`: the caller's pool.
-pub fn stats(http: &Http, ctx: &Ctx) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
-    Ok(json(
-        StatusCode::OK,
-        &http.app.state().pools.stats(caller.account),
-    ))
 }
 
 /// `GET /metrics`.
@@ -46,6 +36,18 @@ pub fn metrics(http: &Http) -> Reply {
         "keypool_pool_keys_blocked",
         "Keys checked out in all pools.",
         t.blocked,
+    );
+    gauge(
+        &mut out,
+        "keypool_pool_keys_cooling",
+        "Keys released with a cooldown that has not ended, in all pools.",
+        t.cooling,
+    );
+    gauge(
+        &mut out,
+        "keypool_pool_waiters",
+        "Long-poll checkouts waiting for a key.",
+        http.app.waiters.len() as u64,
     );
     let m = http.app.log.metrics();
     gauge(

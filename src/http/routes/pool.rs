@@ -1,15 +1,28 @@
-//! The key pool routes (seed 002): `/keys`, `/keys/{key_id}`, `/keepalive/{key_id}`.
+//! The key pool routes: seed 002's `/keys`, `/keys/{key_id}`,
+//! `/keepalive/{key_id}`, `/stats`, and the second round's named pools
+//! (`/pools/{pool}/…`, `GET /pools`, `DELETE /pools/{pool}`), long-poll and
+//! batch checkout, lease extension and release with a cooldown. The plain
+//! routes are the pool named `default` (`pool: None` below).
+
+use std::cell::RefCell;
 
 use hyper::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::super::auth::Need;
+use super::super::auth::{Caller, Need};
 use super::super::response::{json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
+use super::pool_params::{self as params, CreateBody};
+use crate::app::recovery::seal_aad;
+use crate::app::waiters::{WaitRefused, Woken};
 use crate::clock::rfc3339;
-use crate::event::EventRef;
-use crate::pool::PoolError;
+use crate::event::{Event, EventRef};
+use crate::ids::AccountId;
+use crate::pool::{Checkout, KeyExtras, PoolError, DEFAULT_POOL};
+
+/// Long-poll checkouts one account may have waiting at once.
+const MAX_WAITERS_PER_ACCOUNT: usize = 10_000;
 
 /// The one mapping of pool errors to answers.
 fn pool_error(e: PoolError) -> ApiError {
@@ -17,6 +30,7 @@ fn pool_error(e: PoolError) -> ApiError {
         PoolError::NoAvailableKeys => ApiError::not_found("No available keys."),
         PoolError::NotFound => ApiError::not_found("Key not found."),
         PoolError::NotBlocked => ApiError::not_found("Key not found or not blocked."),
+        PoolError::NoSuchPool => ApiError::not_found("Pool not found."),
         PoolError::LeaseMismatch => ApiError::conflict(
             "The key is no longer held under that lease_id; it was released or checked out again.",
         ),
@@ -28,25 +42,51 @@ fn key_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("Key not found."))
 }
 
-/// The optional `?lease_id=` of release and delete.
-fn lease(ctx: &Ctx) -> Result<Option<Uuid>, ApiError> {
-    match ctx.query("lease_id") {
-        None => Ok(None),
-        Some(s) => Uuid::parse_str(&s).map(Some).map_err(|_| {
-            ApiError::bad_request("Invalid query parameter `lease_id`: expected a UUID.")
-        }),
-    }
+/// The caller and the name of the pool a request is about.
+fn target(http: &Http, ctx: &Ctx, pool: Option<&str>) -> Result<(Caller, String), ApiError> {
+    // The name is checked first: a bad name is the same 400 for everyone.
+    let name = match pool {
+        None => DEFAULT_POOL.to_owned(),
+        Some(raw) => params::pool_name(raw)?,
+    };
+    let caller = http.authenticate(ctx, Need::Pool)?;
+    Ok((caller, name))
 }
 
-/// `POST /keys`.
-pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
+/// The owner id of an existing pool, or `missing` when the account has no
+/// pool of that name.
+fn existing(
+    http: &Http,
+    account: AccountId,
+    name: &str,
+    missing: PoolError,
+) -> Result<AccountId, ApiError> {
+    http.app
+        .state()
+        .pools
+        .pool_id(account, name)
+        .ok_or_else(|| pool_error(missing))
+}
+
+/// `POST /keys`, `POST /pools/{pool}/keys`, with an optional body
+/// `{"value", "metadata", "ttl"}`.
+pub async fn create(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
+    let body: CreateBody = ctx.json().await?;
+    let (value, metadata, ttl) = body.check()?;
     let app = &http.app;
+    let key_id = crate::pool::Pools::new_key_id();
+    let extras = KeyExtras {
+        ttl,
+        value: value.map(|v| app.master_key.seal(&seal_aad(key_id, true), v.as_bytes())),
+        metadata: metadata.map(|m| app.master_key.seal(&seal_aad(key_id, false), &m)),
+    };
     let now = app.now();
     let created = app
         .write(|st, rec| {
-            st.pools
-                .create(caller.account, now, &mut |e| rec.record(EventRef::Pool(e)))
+            let mut emit = |e: &_| rec.record(EventRef::Pool(e));
+            let owner = st.pools.bind(caller.account, &name, &mut emit);
+            st.pools.create_key(owner, key_id, extras, now, &mut emit)
         })
         .await?;
     Ok(json(
@@ -55,40 +95,126 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
     ))
 }
 
-/// `GET /keys`: a random free key, now blocked under a new lease.
-pub async fn checkout(http: &Http, ctx: &mut Ctx) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
+/// `GET /keys[?count=&wait=&block=]`: random free keys, each now blocked
+/// under a lease of its own; with `wait`, a long poll.
+pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
+    let count = params::count(ctx)?;
+    let wait = params::duration(ctx, "wait", 0, params::MAX_WAIT)?.unwrap_or(0);
+    let max_block = crate::clock::millis(http.app.config.max_block_ttl);
+    let block =
+        params::duration(ctx, "block", 1000, max_block)?.unwrap_or(http.app.pools_block_ttl());
     let app = &http.app;
-    let now = app.now();
-    let c = app
-        .write(|st, rec| {
-            st.pools
-                .checkout(caller.account, now, &mut |e| rec.record(EventRef::Pool(e)))
+    let owner = if wait > 0 {
+        // A waiter needs the pool's id before the pool's first key exists.
+        app.write(|st, rec| {
+            st.pools.bind(caller.account, &name, &mut |e| {
+                rec.record(EventRef::Pool(e))
+            })
         })
         .await?
-        .map_err(pool_error)?;
-    Ok(json(
-        StatusCode::OK,
-        &json!({
-            "key_id": c.key_id,
-            "lease_id": c.lease_id,
-            "blocked_until": rfc3339(c.blocked_until),
-            "expires_at": rfc3339(c.expires_at),
-        }),
-    ))
+    } else {
+        match app.state().pools.pool_id(caller.account, &name) {
+            Some(id) => id,
+            None => return Err(pool_error(PoolError::NoAvailableKeys)),
+        }
+    };
+    let want = count.unwrap_or(1);
+    let attempt = || async {
+        let now = app.now();
+        app.write(|st, rec| {
+            let rec = RefCell::new(rec);
+            st.pools.checkout_batch(
+                owner,
+                want,
+                block,
+                now,
+                &mut |e| rec.borrow_mut().record(EventRef::Pool(e)),
+                &mut |evs, _| {
+                    let mut rec = rec.borrow_mut();
+                    if let [one] = evs {
+                        rec.record(EventRef::Pool(one));
+                    } else {
+                        // One record for the batch: all of it or none.
+                        let batch: Vec<Event> = evs.iter().cloned().map(Event::Pool).collect();
+                        rec.record(EventRef::Batch(&batch));
+                    }
+                },
+            )
+        })
+        .await
+    };
+    let got = if wait == 0 {
+        attempt().await?
+    } else {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
+        let waiter = app
+            .waiters
+            .register(caller.account, owner, MAX_WAITERS_PER_ACCOUNT)
+            .map_err(|e| match e {
+                WaitRefused::TooMany => ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many checkouts of this account are waiting already; wait with fewer at once.",
+                ),
+                WaitRefused::Closed => shutting_down(),
+            })?;
+        loop {
+            let armed = waiter.arm();
+            match attempt().await? {
+                Err(PoolError::NoAvailableKeys) => {}
+                done => break done,
+            }
+            match armed.wait(deadline).await {
+                Woken::Freed => continue,
+                Woken::TimedOut => break Err(PoolError::NoAvailableKeys),
+                Woken::Closed => return Err(shutting_down()),
+            }
+        }
+    };
+    let keys = got.map_err(pool_error)?;
+    let key = &app.master_key;
+    let body = match count {
+        None => params::checkout_json(key, &keys[0])?,
+        Some(_) => {
+            let items: Result<Vec<Value>, ApiError> = keys
+                .iter()
+                .map(|c: &Checkout| params::checkout_json(key, c))
+                .collect();
+            json!({ "keys": items? })
+        }
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+/// The answer to a long poll cut short by shutdown.
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is shutting down; try again shortly.",
+    )
 }
 
 /// `GET /keys/{key_id}`.
-pub fn get(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
+pub fn get(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
     let id = key_id(raw)?;
+    let owner = existing(http, caller.account, &name, PoolError::NotFound)?;
     let info = http
         .app
         .state()
         .pools
-        .get(caller.account, id, http.app.now())
+        .get(owner, id, http.app.now())
         .map_err(pool_error)?;
     let blocked = info.blocked.as_ref();
+    let key = &http.app.master_key;
+    let value = match &info.value {
+        Some(s) => params::open_value(key, id, s)?,
+        None => Value::Null,
+    };
+    let metadata = match &info.metadata {
+        Some(s) => params::open_metadata(key, id, s)?,
+        None => Value::Null,
+    };
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -98,21 +224,27 @@ pub fn get(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
             "createdAt": rfc3339(info.created_at),
             "expiresAt": rfc3339(info.expires_at),
             "blockedUntil": blocked.map(|b| rfc3339(b.blocked_until)),
+            "coolingUntil": info.cooling_until.map(rfc3339),
+            "value": value,
+            "metadata": metadata,
         }),
     ))
 }
 
-/// `PUT /keys/{key_id}[?lease_id=]`: release.
-pub async fn release(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
+/// `PUT /keys/{key_id}[?lease_id=&cooldown=]`: release, at once or after a cooldown.
+pub async fn release(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
+    let lease = params::lease(ctx)?;
+    let cooldown = params::duration(ctx, "cooldown", 0, params::MAX_COOLDOWN)?.unwrap_or(0);
     let id = key_id(raw).map_err(|_| pool_error(PoolError::NotBlocked))?;
-    let lease = lease(ctx)?;
+    let owner = existing(http, caller.account, &name, PoolError::NotBlocked)?;
     let app = &http.app;
     let now = app.now();
     app.write(|st, rec| {
-        st.pools.release(caller.account, id, lease, now, &mut |e| {
-            rec.record(EventRef::Pool(e))
-        })
+        st.pools
+            .release_cooling(owner, id, lease, cooldown, now, &mut |e| {
+                rec.record(EventRef::Pool(e))
+            })
     })
     .await?
     .map_err(|e| match e {
@@ -122,15 +254,51 @@ pub async fn release(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     message(StatusCode::OK, "Key unblocked.")
 }
 
+/// `PUT /keys/{key_id}/lease?lease_id=L[&block=]`: the lease now ends
+/// `block` (default `--block-ttl`) from now.
+pub async fn extend(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
+    let lease = params::lease(ctx)?.ok_or_else(|| {
+        ApiError::bad_request("Missing query parameter `lease_id`: the lease to extend.")
+    })?;
+    let max_block = crate::clock::millis(http.app.config.max_block_ttl);
+    let block =
+        params::duration(ctx, "block", 1000, max_block)?.unwrap_or(http.app.pools_block_ttl());
+    let id = key_id(raw).map_err(|_| pool_error(PoolError::NotBlocked))?;
+    let owner = existing(http, caller.account, &name, PoolError::NotBlocked)?;
+    let app = &http.app;
+    let now = app.now();
+    let ext = app
+        .write(|st, rec| {
+            st.pools.extend(owner, id, lease, block, now, &mut |e| {
+                rec.record(EventRef::Pool(e))
+            })
+        })
+        .await?
+        .map_err(|e| match e {
+            PoolError::NotFound => pool_error(PoolError::NotBlocked),
+            e => pool_error(e),
+        })?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "key_id": ext.key_id,
+            "lease_id": ext.lease_id,
+            "blocked_until": rfc3339(ext.blocked_until),
+        }),
+    ))
+}
+
 /// `DELETE /keys/{key_id}[?lease_id=]`.
-pub async fn delete(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
+pub async fn delete(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
     let id = key_id(raw)?;
-    let lease = lease(ctx)?;
+    let lease = params::lease(ctx)?;
+    let owner = existing(http, caller.account, &name, PoolError::NotFound)?;
     let app = &http.app;
     let now = app.now();
     app.write(|st, rec| {
-        st.pools.delete(caller.account, id, lease, now, &mut |e| {
+        st.pools.delete(owner, id, lease, now, &mut |e| {
             rec.record(EventRef::Pool(e))
         })
     })
@@ -139,17 +307,18 @@ pub async fn delete(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
     message(StatusCode::OK, "Key deleted.")
 }
 
-/// `PUT /keepalive/{key_id}`.
-pub async fn keepalive(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
-    let caller = http.authenticate(ctx, Need::Pool)?;
+/// `PUT /keepalive/{key_id}`: the key's lifetime (its own `ttl`, else
+/// `--key-ttl`) starts again.
+pub async fn keepalive(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
     let id = key_id(raw)?;
+    let owner = existing(http, caller.account, &name, PoolError::NotFound)?;
     let app = &http.app;
     let now = app.now();
     let expires_at = app
         .write(|st, rec| {
-            st.pools.keepalive(caller.account, id, now, &mut |e| {
-                rec.record(EventRef::Pool(e))
-            })
+            st.pools
+                .keepalive(owner, id, now, &mut |e| rec.record(EventRef::Pool(e)))
         })
         .await?
         .map_err(pool_error)?;
@@ -157,4 +326,54 @@ pub async fn keepalive(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
         StatusCode::OK,
         &json!({"message": "Key kept alive.", "expires_at": rfc3339(expires_at)}),
     ))
+}
+
+/// `GET /stats`, `GET /pools/{pool}/stats`: the pool's counts (all zero for
+/// a pool that holds no key).
+pub fn stats(http: &Http, ctx: &Ctx, pool: Option<&str>) -> Reply {
+    let (caller, name) = target(http, ctx, pool)?;
+    let pools = &http.app.state().pools;
+    let stats = pools
+        .pool_id(caller.account, &name)
+        .map(|id| pools.stats(id))
+        .unwrap_or_default();
+    Ok(json(StatusCode::OK, &stats))
+}
+
+/// `GET /pools`: the caller's pools that hold keys.
+pub fn list(http: &Http, ctx: &Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Pool)?;
+    let pools: Vec<Value> = http
+        .app
+        .state()
+        .pools
+        .pools_of(caller.account)
+        .into_iter()
+        .map(|(name, s)| {
+            json!({
+                "name": name,
+                "total": s.total,
+                "available": s.available,
+                "blocked": s.blocked,
+                "cooling": s.cooling,
+            })
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({ "pools": pools })))
+}
+
+/// `DELETE /pools/{pool}`: every key of the pool goes.
+pub async fn drop_pool(http: &Http, ctx: &mut Ctx, raw: &str) -> Reply {
+    let (caller, name) = target(http, ctx, Some(raw))?;
+    let owner = existing(http, caller.account, &name, PoolError::NoSuchPool)?;
+    let removed = http
+        .app
+        .write(|st, rec| {
+            st.pools
+                .purge(owner, &mut |e| rec.record(EventRef::Pool(e)))
+        })
+        .await?
+        .map_err(pool_error)?;
+    tracing::info!(pool = %name, removed, "pool deleted");
+    message(StatusCode::OK, "Pool deleted.")
 }
