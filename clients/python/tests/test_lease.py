@@ -152,3 +152,25 @@ def test_extend_of_a_free_key_is_lease_lost(fresh_server: Server, features: Feat
     with pytest.raises(LeaseLost) as e:
         lease.extend()
     assert e.value.status in (404, 409)
+
+
+def test_extensions_without_answers_until_the_lease_ran_out_lose_it(
+    fresh_server: Server, features: Features
+) -> None:
+    features.require("extend", "block")
+    from proxy import FaultProxy
+
+    with FaultProxy(fresh_server.url, []) as proxy:
+        pool = Client(proxy.url, retries=0).pool()
+        pool.create()
+        with pytest.raises(LeaseLost) as e:
+            with pool.lease(block=1, extend_every=0.2) as lease:
+                proxy.plan.extend([(503, {"Retry-After": "0"})] * 1000)  # the server is away
+                assert wait_for(lambda: lease.lost), "the keeper never gave the lease up"
+                assert lease.lost_error is not None and lease.lost_error.status is None
+                direct = Client(fresh_server.url).pool()
+                assert wait_for(lambda: not direct.get(lease.key_id).is_blocked)
+                proxy.plan.clear()  # back; the server freed the key when the block ran out
+        # The release on exit was tried and refused: the lease had really run out.
+        assert e.value.status == 409
+    assert not Client(fresh_server.url).pool().get(lease.key_id).is_blocked
