@@ -174,3 +174,18 @@ def test_extensions_without_answers_until_the_lease_ran_out_lose_it(
         # The release on exit was tried and refused: the lease had really run out.
         assert e.value.status == 409
     assert not Client(fresh_server.url).pool().get(lease.key_id).is_blocked
+
+
+def test_an_extension_racing_with_our_own_release_is_no_loss(
+    fresh_server: Server, features: Features
+) -> None:
+    features.require("extend", "block")
+    pool = Client(fresh_server.url).pool()
+    pool.create()
+    for _ in range(15):
+        with pool.lease(block=30, extend_every=0.01) as lease:
+            time.sleep(0.05)  # the keeper extends all the while
+            lease.release()
+            time.sleep(0.02)  # an extension may land after the release
+        assert lease.settled and not lease.lost
+    assert pool.stats()["available"] == 1

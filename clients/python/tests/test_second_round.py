@@ -4,13 +4,16 @@ binary under test does not implement its feature yet."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import List
 
 import pytest
 
-from keypool_client import BadRequest, Client, NotFound
+from keypool_client import BadRequest, Client, NotFound, Unavailable
 
 from conftest import Features, Server, unique
 
@@ -160,3 +163,30 @@ def test_a_short_cooldown_ends(open_server: Server, features: Features) -> None:
     got = pool.checkout(wait=10)  # answered when the cooldown ends
     assert got is not None and got.key_id == lease.key_id
     got.release()
+
+
+def test_a_server_shutdown_ends_a_long_poll_with_unavailable(
+    tmp_path: Path, features: Features
+) -> None:
+    features.require("named_pools", "wait")
+    server = Server(tmp_path, ["--open-pool"])
+    try:
+        pool = Client(server.url, retries=0).pool(unique())
+        caught: List[BaseException] = []
+
+        def poll() -> None:
+            try:
+                pool.checkout(wait=25)
+            except BaseException as e:  # noqa: BLE001 - the test inspects it
+                caught.append(e)
+
+        t = threading.Thread(target=poll, daemon=True)
+        t.start()
+        time.sleep(0.5)  # let the request reach the server and wait there
+        server.proc.send_signal(signal.SIGTERM)
+        t.join(15)
+        assert not t.is_alive(), "the long poll outlived the server's shutdown"
+        assert len(caught) == 1 and isinstance(caught[0], Unavailable), caught
+        assert caught[0].status == 503 and caught[0].message
+    finally:
+        server.stop()

@@ -102,7 +102,10 @@ class Lease:
             self.lease_id,
         )
         with self._lock:
-            if self._lost is None:
+            # An extension that raced with our own release or delete finds the key gone
+            # because of it: that is no loss.
+            racing = action == "extend" and (self._closing or self._settled)
+            if self._lost is None and not racing:
                 self._lost = err
         return err
 
@@ -276,9 +279,9 @@ class LeaseKeeper:
                     deadline = sent + length
                     interval = every
                 except LeaseLost:
-                    if lease._closing:
-                        return  # the worker released or deleted it meanwhile
-                    return  # extend() recorded the loss
+                    # extend() recorded the loss (unless the worker released or deleted the
+                    # key meanwhile, which _close() settles): nothing left to keep.
+                    return
                 except KeypoolError:
                     # No answer, 503, or an error that says nothing about the lease (401 after
                     # a revoked key, 429): keep trying while the lease may still be ours.
