@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+from typing import Dict, List
 
 import pytest
 
@@ -189,3 +192,39 @@ def test_an_extension_racing_with_our_own_release_is_no_loss(
             time.sleep(0.02)  # an extension may land after the release
         assert lease.settled and not lease.lost
     assert pool.stats()["available"] == 1
+
+
+def test_threads_sharing_a_client_never_hold_one_key_together(
+    open_server: Server, features: Features
+) -> None:
+    features.require("named_pools", "wait")
+    from conftest import unique
+
+    pool = Client(open_server.url).pool(unique("threads"))
+    for _ in range(3):
+        pool.create()
+    holders: Dict[str, str] = {}  # key_id -> lease_id, while held
+    lock = threading.Lock()
+    errors: List[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(4):
+                with pool.lease(wait=20, block=30) as lease:
+                    with lock:
+                        assert lease.key_id not in holders, "two leases on one key"
+                        holders[lease.key_id] = lease.lease_id
+                    time.sleep(0.02)
+                    with lock:
+                        del holders[lease.key_id]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(40)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert pool.stats()["available"] == 3
