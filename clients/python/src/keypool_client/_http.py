@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -175,14 +176,17 @@ class Transport:
                 status, resp_headers, raw = self._once(method, target, data, headers, timeout)
             except (OSError, http.client.HTTPException) as e:
                 self.close_thread()
-                # Refused: the request never left. Anything else may have reached the server.
-                if not isinstance(e, ConnectionRefusedError):
+                # Refused, or a refused certificate: the request never left. Anything else may
+                # have reached the server.
+                if not isinstance(e, (ConnectionRefusedError, ssl.CertificateError)):
                     maybe_delivered = True
                 if reused and not stale_retried and isinstance(e, _STALE):
                     # The server closed an idle keep-alive connection: try a new one at once.
                     stale_retried = True
                     continue
-                if not retry or attempt >= self.retries:
+                # A certificate the client refuses stays refused: no point in asking again.
+                final = isinstance(e, ssl.CertificateError)
+                if final or not retry or attempt >= self.retries:
                     what = type(e).__name__
                     err = NetworkError(
                         f"No answer from the keypool server for {method} {path} "
