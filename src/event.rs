@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{accounts, apikeys, pool, purchase};
+use crate::{accounts, apikeys, idempotency, pool, purchase};
 
 /// One record of the write-ahead log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +37,9 @@ pub enum Event {
     /// Changes that must be applied together or not at all (a purchase settling
     /// and the balance it takes): one record, so a crash cannot split them.
     Batch(Vec<Event>),
+    /// A kept answer for `Idempotency-Key` retries (second round; after the
+    /// first round's variants so that older logs still decode).
+    Idempotency(idempotency::IdemEvent),
 }
 
 /// A borrowed [`Event`], so that the hot path can log an event without cloning
@@ -49,4 +52,32 @@ pub enum EventRef<'a> {
     ApiKey(&'a apikeys::ApiKeyEvent),
     Purchase(&'a purchase::PurchaseEvent),
     Batch(&'a [Event]),
+    Idempotency(&'a idempotency::IdemEvent),
+}
+
+impl<'a> From<&'a Event> for EventRef<'a> {
+    fn from(e: &'a Event) -> Self {
+        match e {
+            Event::Pool(e) => EventRef::Pool(e),
+            Event::Account(e) => EventRef::Account(e),
+            Event::ApiKey(e) => EventRef::ApiKey(e),
+            Event::Purchase(e) => EventRef::Purchase(e),
+            Event::Batch(e) => EventRef::Batch(e),
+            Event::Idempotency(e) => EventRef::Idempotency(e),
+        }
+    }
+}
+
+impl EventRef<'_> {
+    /// The owned event.
+    pub fn to_owned(self) -> Event {
+        match self {
+            EventRef::Pool(e) => Event::Pool(e.clone()),
+            EventRef::Account(e) => Event::Account(e.clone()),
+            EventRef::ApiKey(e) => Event::ApiKey(e.clone()),
+            EventRef::Purchase(e) => Event::Purchase(e.clone()),
+            EventRef::Batch(e) => Event::Batch(e.to_vec()),
+            EventRef::Idempotency(e) => Event::Idempotency(e.clone()),
+        }
+    }
 }

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod persist;
 pub mod pool;

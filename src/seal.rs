@@ -33,6 +33,8 @@ pub enum SealError {
 /// The server's master key. Its bytes never leave this type.
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
+    /// A key for [`MasterKey::fingerprint`], derived from the master key.
+    mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -44,8 +46,13 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     /// The key from its 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"keypool request fingerprint v1");
+        h.update(bytes);
         MasterKey {
             cipher: XChaCha20Poly1305::new(bytes.into()),
+            mac_key: h.finalize().into(),
         }
     }
 
@@ -67,6 +74,20 @@ impl MasterKey {
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let text = base64::engine::general_purpose::STANDARD.encode(bytes);
         (Self::from_bytes(&bytes), text)
+    }
+
+    /// A keyed fingerprint (HMAC-SHA256) of `parts`, each length-prefixed:
+    /// unlike a plain hash it cannot be brute-forced back to a small secret
+    /// in them (a PIN) by someone who reads the log.
+    pub fn fingerprint(&self, parts: &[&[u8]]) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.mac_key)
+            .expect("HMAC takes a key of any length");
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
     }
 
     /// Encrypts `plain`, bound to `aad`.

@@ -28,7 +28,7 @@ use crate::apikeys::ApiKeysConfig;
 use crate::clock::{millis, Clock, Millis};
 use crate::codec;
 use crate::config::Config;
-use crate::event::EventRef;
+use crate::event::{Event, EventRef};
 use crate::persist::{Log, Lsn, PersistError, RETRY};
 use crate::pool::{PoolConfig, PoolEvent};
 use crate::purchase::{Catalog, PurchaseConfig, StreamSigner};
@@ -124,6 +124,9 @@ pub struct Recorder<'a> {
     /// the first inline, the rest (rare) in a vector.
     freed: Option<crate::ids::AccountId>,
     more_freed: Vec<crate::ids::AccountId>,
+    /// Between [`Recorder::begin_batch`] and [`Recorder::end_batch`]: the
+    /// events held back to be logged as one record.
+    batch: Option<Vec<Event>>,
 }
 
 impl Recorder<'_> {
@@ -141,6 +144,10 @@ impl Recorder<'_> {
                 Some(_) => self.more_freed.push(*owner),
             }
         }
+        if let Some(held) = &mut self.batch {
+            held.push(event.to_owned());
+            return;
+        }
         let bytes = match codec::encode(&event) {
             Ok(b) => b,
             Err(e) => {
@@ -154,6 +161,29 @@ impl Recorder<'_> {
         match self.log.append_in(self.epoch, &bytes) {
             Ok(lsn) => self.last = Some(lsn),
             Err(e) => self.failed = Some(e),
+        }
+    }
+}
+
+impl Recorder<'_> {
+    /// From now on, events are held back until [`Recorder::end_batch`] logs
+    /// them as one record. For changes whose entities no other request can
+    /// reach before the change is answered (a new API key, a new purchase),
+    /// so that logging them after their locks were released keeps the log
+    /// order of every entity.
+    pub fn begin_batch(&mut self) {
+        self.batch = Some(Vec::new());
+    }
+
+    /// Logs the held-back events and `extra` as one record (nothing if both
+    /// are empty).
+    pub fn end_batch(&mut self, extra: Option<Event>) {
+        let mut events = self.batch.take().unwrap_or_default();
+        events.extend(extra);
+        match events.len() {
+            0 => {}
+            1 => self.record(EventRef::from(&events[0])),
+            _ => self.record(EventRef::Batch(&events)),
         }
     }
 }
@@ -189,6 +219,7 @@ impl App {
                 failed: None,
                 freed: None,
                 more_freed: Vec::new(),
+                batch: None,
             };
             let out = op(&state, &mut rec);
             if let Some(e) = rec.failed {
@@ -312,6 +343,11 @@ impl App {
                 Err(PersistError::Unavailable)
             }
         }
+    }
+
+    /// `--key-ttl` in milliseconds.
+    pub fn key_ttl(&self) -> Millis {
+        millis(self.config.key_ttl)
     }
 
     /// `--block-ttl` in milliseconds.

@@ -19,6 +19,7 @@ use crate::apikeys::{ApiKeys, ApiKeysImage};
 use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
+use crate::idempotency::{IdemImage, Idempotency};
 use crate::persist::{Lsn, Recovered};
 use crate::pool::{PoolImage, PoolImageExt, Pools};
 use crate::purchase::{Purchases, PurchasesImage};
@@ -36,6 +37,8 @@ pub struct StateImage {
     pub purchases: PurchasesImage,
     /// Second round: key extras, cooldowns, pool names.
     pub pools_ext: PoolImageExt,
+    /// Second round: answers kept for `Idempotency-Key` retries.
+    pub idempotency: IdemImage,
 }
 
 /// The first round's snapshot layout.
@@ -60,6 +63,7 @@ impl StateImage {
                     apikeys: v1.apikeys,
                     purchases: v1.purchases,
                     pools_ext: PoolImageExt::default(),
+                    idempotency: IdemImage::default(),
                 }),
                 Err(_) => Err(e),
             },
@@ -77,6 +81,8 @@ pub struct State {
     pub apikeys: ApiKeys,
     /// Purchases and PINs.
     pub purchases: Purchases,
+    /// Answers kept for `Idempotency-Key` retries.
+    pub idempotency: Idempotency,
     /// The log epoch this state was built for; records it emits carry it.
     pub(crate) epoch: u64,
 }
@@ -100,6 +106,7 @@ impl State {
                     accounts: Accounts::restore(acc_cfg, image.accounts),
                     apikeys: ApiKeys::restore(key_cfg, image.apikeys),
                     purchases: Purchases::restore(pur_cfg, image.purchases),
+                    idempotency: Idempotency::restore(image.idempotency),
                     epoch,
                 }
             }
@@ -108,6 +115,7 @@ impl State {
                 accounts: Accounts::new(acc_cfg),
                 apikeys: ApiKeys::new(key_cfg),
                 purchases: Purchases::new(pur_cfg),
+                idempotency: Idempotency::default(),
                 epoch,
             },
         };
@@ -134,6 +142,7 @@ impl State {
             Event::ApiKey(e) => self.apikeys.apply(e),
             Event::Purchase(e) => self.purchases.apply(e),
             Event::Batch(events) => events.iter().for_each(|e| self.apply(e)),
+            Event::Idempotency(e) => self.idempotency.apply(e),
         }
     }
 
@@ -146,6 +155,7 @@ impl State {
             apikeys: self.apikeys.image(),
             purchases: self.purchases.image(),
             pools_ext,
+            idempotency: self.idempotency.image(),
         }
     }
 }

@@ -147,6 +147,7 @@ async fn flush_once(app: &Arc<App>) {
                 .flush_session_uses(&mut |e| rec.record(EventRef::Account(e)));
             st.accounts
                 .purge_sessions(now, &mut |e| rec.record(EventRef::Account(e)));
+            st.idempotency.purge(now);
         })
         .await;
     if let Err(e) = result {

@@ -5,6 +5,7 @@
 //! must not hold domain state of its own beyond rate limiters and metrics.
 
 pub mod auth;
+pub mod idem;
 pub mod limits;
 pub mod metrics;
 pub mod request;
@@ -55,8 +56,12 @@ pub struct Ctx {
     pub query: Option<String>,
     /// The client's address.
     pub peer: SocketAddr,
+    /// The path, raw.
+    pub path: String,
     /// The body, until a handler reads it.
     body: Option<Incoming>,
+    /// The body once read.
+    read: Option<bytes::Bytes>,
     /// The body limit.
     max_body: usize,
 }
@@ -64,11 +69,21 @@ pub struct Ctx {
 impl Ctx {
     /// Reads and parses the JSON body (see [`request::parse_json`]).
     pub async fn json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        let bytes = self.bytes().await?;
+        request::parse_json(&self.headers, &bytes)
+    }
+
+    /// The raw body (read once, then kept).
+    pub async fn bytes(&mut self) -> Result<bytes::Bytes, ApiError> {
+        if let Some(b) = &self.read {
+            return Ok(b.clone());
+        }
         let bytes = match self.body.take() {
             Some(body) => request::read_body(&self.headers, body, self.max_body).await?,
             None => bytes::Bytes::new(),
         };
-        request::parse_json(&self.headers, &bytes)
+        self.read = Some(bytes.clone());
+        Ok(bytes)
     }
 
     /// The value of a query parameter.
@@ -130,7 +145,9 @@ impl Http {
                     headers: parts.headers,
                     query: parts.uri.query().map(str::to_owned),
                     peer,
+                    path: path.clone(),
                     body: Some(body),
+                    read: None,
                     max_body: self.max_body,
                 };
                 match routes::dispatch(self, &route, &mut ctx).await {

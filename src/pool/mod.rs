@@ -19,9 +19,11 @@
 //!
 //! # Locks
 //!
-//! At most one shard lock is held at a time, only for the duration of one
-//! synchronous operation (never across an `.await`). The waker lock is taken
-//! only after the shard lock is released.
+//! A single-key operation holds one shard lock, for the duration of one
+//! synchronous operation (never across an `.await`). A batch checkout and a
+//! purge hold several, taken in ascending shard order (a batch only
+//! `try_lock`s a shard below its random start), so no two can deadlock. The
+//! waker and names locks are never taken while a shard lock is held.
 //!
 //! # Deadlines
 //!
@@ -36,6 +38,8 @@
 mod deadlines;
 mod hash;
 mod index;
+#[cfg(test)]
+mod lease_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! - `faults`: EIO and ENOSPC on an in-process server with a fault-injecting disk.
 //! - `full_disk`: a real full disk (a small tmpfs; needs root, skips otherwise).
 //! - `pipelined`: kill -9 during pipelined group commits; every acknowledged change survives.
+//! - `idempotency`: `Idempotency-Key` retries get the first answer, across kill -9.
 //! - `leases`: named pools, sealed values, ttl, batch and long-poll checkout, lease extension, cooldown.
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `undone`: a change answered 503 did not happen (failed writes and flushes).
@@ -19,6 +20,7 @@ mod durability;
 mod errors;
 mod faults;
 mod full_disk;
+mod idempotency;
 mod leases;
 mod pipelined;
 mod pool;

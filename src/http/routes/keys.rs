@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::super::auth::{not_yours, Caller, Need};
-use super::super::response::{json, message, ApiError, Reply};
+use super::super::idem::{self, Begun};
+use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::param;
 use crate::apikeys::{ApiKeyError, CreateKey, KeyPreference, KeyRateLimit};
@@ -123,26 +124,55 @@ struct Generate {
 pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
     let body: Generate = ctx.json().await?;
-    let new = create(
-        http,
-        caller,
-        CreateKey {
-            name: body.name,
-            expires_in: body.expires_in,
-            rate_limit: body.rate_limit,
-            primary: false,
-        },
-    )
-    .await?;
-    Ok(json(
-        StatusCode::CREATED,
-        &json!({
+    let fresh = match idem::begin(http, ctx, caller.account).await? {
+        Begun::Replay(first) => return Ok(first),
+        Begun::Fresh(f) => Some(f),
+        Begun::Plain => None,
+    };
+    let req = CreateKey {
+        name: body.name,
+        expires_in: body.expires_in,
+        rate_limit: body.rate_limit,
+        primary: false,
+    };
+    let app = &http.app;
+    let now = app.now();
+    let answer = |new: &crate::apikeys::NewKey| {
+        serde_json::to_vec(&json!({
             "key": new.key,
             "key_id": new.key_id,
             "key_prefix": new.key_prefix,
             "created_at": rfc3339(new.created_at),
             "expires_at": new.expires_at.map(rfc3339),
-        }),
+        }))
+        .expect("a JSON value encodes")
+    };
+    let new = app
+        .write(|st, rec| {
+            // With an Idempotency-Key, the new key and the kept answer (the
+            // full key, sealed) are one record. Nobody can reach the new key
+            // before it is answered, so logging it at the end keeps its order.
+            if fresh.is_some() {
+                rec.begin_batch();
+            }
+            let new = st.apikeys.create(caller.account, req, now, &mut |e| {
+                rec.record(EventRef::ApiKey(e))
+            });
+            if let Some(f) = &fresh {
+                let kept = new
+                    .as_ref()
+                    .ok()
+                    .map(|n| f.keep(st, &app.master_key, StatusCode::CREATED, &answer(n), now));
+                rec.end_batch(kept);
+            }
+            new
+        })
+        .await?
+        .map_err(key_error)?;
+    Ok(bytes_response(
+        StatusCode::CREATED,
+        "application/json",
+        answer(&new).into(),
     ))
 }
 

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::super::auth::{Caller, Need};
-use super::super::response::{json, message, ApiError, Reply};
+use super::super::idem::{self, Begun};
+use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::pool_params::{self as params, CreateBody};
 use crate::app::recovery::seal_aad;
@@ -19,7 +20,7 @@ use crate::app::waiters::{WaitRefused, Woken};
 use crate::clock::rfc3339;
 use crate::event::{Event, EventRef};
 use crate::ids::AccountId;
-use crate::pool::{Checkout, KeyExtras, PoolError, DEFAULT_POOL};
+use crate::pool::{Checkout, KeyExtras, PoolError, PoolEvent, DEFAULT_POOL};
 
 /// Long-poll checkouts one account may have waiting at once.
 const MAX_WAITERS_PER_ACCOUNT: usize = 10_000;
@@ -74,6 +75,11 @@ pub async fn create(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
     let (caller, name) = target(http, ctx, pool)?;
     let body: CreateBody = ctx.json().await?;
     let (value, metadata, ttl) = body.check()?;
+    let fresh = match idem::begin(http, ctx, caller.account).await? {
+        Begun::Replay(first) => return Ok(first),
+        Begun::Fresh(f) => Some(f),
+        Begun::Plain => None,
+    };
     let app = &http.app;
     let key_id = crate::pool::Pools::new_key_id();
     let extras = KeyExtras {
@@ -84,15 +90,46 @@ pub async fn create(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
     let now = app.now();
     let created = app
         .write(|st, rec| {
-            let mut emit = |e: &_| rec.record(EventRef::Pool(e));
-            let owner = st.pools.bind(caller.account, &name, &mut emit);
+            let owner = st.pools.bind(caller.account, &name, &mut |e| {
+                rec.record(EventRef::Pool(e))
+            });
+            let mut emit = |e: &PoolEvent| match &fresh {
+                None => rec.record(EventRef::Pool(e)),
+                Some(f) => {
+                    // The creation and its kept answer: one record.
+                    let expires_at = now.saturating_add(ttl.unwrap_or(app.key_ttl()));
+                    let body = created_body(key_id, expires_at);
+                    let kept = f.keep(st, &app.master_key, StatusCode::CREATED, &body, now);
+                    rec.record(EventRef::Batch(&[Event::Pool(e.clone()), kept]));
+                }
+            };
             st.pools.create_key(owner, key_id, extras, now, &mut emit)
         })
         .await?;
-    Ok(json(
+    Ok(bytes_response(
         StatusCode::CREATED,
-        &json!({"key_id": created.key_id, "expires_at": rfc3339(created.expires_at)}),
+        "application/json",
+        created_body(created.key_id, created.expires_at).into(),
     ))
+}
+
+/// The answer to a creation.
+fn created_body(key_id: Uuid, expires_at: crate::clock::Millis) -> Vec<u8> {
+    serde_json::to_vec(&json!({"key_id": key_id, "expires_at": rfc3339(expires_at)}))
+        .expect("a JSON value encodes")
+}
+
+/// The answer to a checkout: one key, or `{"keys": [...]}` when a `count` was asked.
+fn checkout_body(http: &Http, keys: &[Checkout], batch: bool) -> Result<Vec<u8>, ApiError> {
+    let key = &http.app.master_key;
+    let body = if batch {
+        let items: Result<Vec<Value>, ApiError> =
+            keys.iter().map(|c| params::checkout_json(key, c)).collect();
+        json!({ "keys": items? })
+    } else {
+        params::checkout_json(key, &keys[0])?
+    };
+    Ok(serde_json::to_vec(&body).expect("a JSON value encodes"))
 }
 
 /// `GET /keys[?count=&wait=&block=]`: random free keys, each now blocked
@@ -119,7 +156,15 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
             None => return Err(pool_error(PoolError::NoAvailableKeys)),
         }
     };
+    let fresh = match idem::begin(http, ctx, caller.account).await? {
+        Begun::Replay(first) => return Ok(first),
+        Begun::Fresh(f) => Some(f),
+        Begun::Plain => None,
+    };
     let want = count.unwrap_or(1);
+    // The answer, when it was built inside the change to be kept with it.
+    let kept_body: parking_lot::Mutex<Option<Result<Vec<u8>, ApiError>>> =
+        parking_lot::Mutex::new(None);
     let attempt = || async {
         let now = app.now();
         app.write(|st, rec| {
@@ -130,14 +175,26 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
                 block,
                 now,
                 &mut |e| rec.borrow_mut().record(EventRef::Pool(e)),
-                &mut |evs, _| {
+                &mut |evs, keys| {
                     let mut rec = rec.borrow_mut();
-                    if let [one] = evs {
-                        rec.record(EventRef::Pool(one));
-                    } else {
-                        // One record for the batch: all of it or none.
-                        let batch: Vec<Event> = evs.iter().cloned().map(Event::Pool).collect();
-                        rec.record(EventRef::Batch(&batch));
+                    let mut kept = None;
+                    if let Some(f) = &fresh {
+                        let body = checkout_body(http, keys, count.is_some());
+                        if let Ok(b) = &body {
+                            kept = Some(f.keep(st, &app.master_key, StatusCode::OK, b, now));
+                        }
+                        *kept_body.lock() = Some(body);
+                    }
+                    match (evs, kept) {
+                        ([one], None) => rec.record(EventRef::Pool(one)),
+                        (evs, kept) => {
+                            // One record for the batch and its kept answer:
+                            // all of it or none.
+                            let mut batch: Vec<Event> =
+                                evs.iter().cloned().map(Event::Pool).collect();
+                            batch.extend(kept);
+                            rec.record(EventRef::Batch(&batch));
+                        }
                     }
                 },
             )
@@ -172,18 +229,15 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
         }
     };
     let keys = got.map_err(pool_error)?;
-    let key = &app.master_key;
-    let body = match count {
-        None => params::checkout_json(key, &keys[0])?,
-        Some(_) => {
-            let items: Result<Vec<Value>, ApiError> = keys
-                .iter()
-                .map(|c: &Checkout| params::checkout_json(key, c))
-                .collect();
-            json!({ "keys": items? })
-        }
+    let body = match kept_body.into_inner() {
+        Some(body) => body?,
+        None => checkout_body(http, &keys, count.is_some())?,
     };
-    Ok(json(StatusCode::OK, &body))
+    Ok(bytes_response(
+        StatusCode::OK,
+        "application/json",
+        body.into(),
+    ))
 }
 
 /// The answer to a long poll cut short by shutdown.

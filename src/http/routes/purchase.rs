@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::super::auth::Need;
+use super::super::idem::{self, Begun};
 use super::super::request::{credential, Credential};
 use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
@@ -163,6 +164,11 @@ struct Buy {
 pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
     let body: Buy = ctx.json().await?;
+    let fresh = match idem::begin(http, ctx, caller.account).await? {
+        Begun::Replay(first) => return Ok(first),
+        Begun::Fresh(f) => Some(f),
+        Begun::Plain => None,
+    };
     let v = video(http, body.video_id.as_deref())?.clone();
     let app = &http.app;
     if let Some(p) = app.state().purchases.latest(caller.account, &v.id) {
@@ -201,25 +207,46 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
                 .unwrap_or(PinCheckError::Wrong { remaining: 0 }),
         ));
     }
+    let answer = |o: &StartOutcome| match o {
+        StartOutcome::AlreadyPurchased(p) => (StatusCode::OK, purchase_json(http, p)),
+        StartOutcome::Started(p) | StartOutcome::AlreadyWaiting(p) => {
+            (StatusCode::ACCEPTED, purchase_json(http, p))
+        }
+    };
     let started = app
         .write(|st, rec| -> Result<StartOutcome, ApiError> {
+            // With an Idempotency-Key the purchase and its kept answer are
+            // one record (the purchase is new: nobody else reaches it first).
+            if fresh.is_some() {
+                rec.begin_batch();
+            }
             let mut emit = |e: &_| rec.record(EventRef::Purchase(e));
-            st.purchases
+            let outcome = st
+                .purchases
                 .clear_pin_failures(caller.account, now, &mut emit)
-                .map_err(pin_error)?;
-            let balance = st.accounts.balance(caller.account).unwrap_or(0);
-            st.purchases
-                .start(caller.account, &v, balance, now, &mut emit)
-                .map_err(purchase_error)
+                .map_err(pin_error)
+                .and_then(|()| {
+                    let balance = st.accounts.balance(caller.account).unwrap_or(0);
+                    st.purchases
+                        .start(caller.account, &v, balance, now, &mut emit)
+                        .map_err(purchase_error)
+                });
+            if let Some(f) = &fresh {
+                let kept = outcome.as_ref().ok().map(|o| {
+                    let (status, body) = answer(o);
+                    let bytes = serde_json::to_vec(&body).expect("a JSON value encodes");
+                    f.keep(st, &app.master_key, status, &bytes, now)
+                });
+                rec.end_batch(kept);
+            }
+            outcome
         })
         .await??;
-    match started {
-        StartOutcome::AlreadyPurchased(p) => Ok(json(StatusCode::OK, &purchase_json(http, &p))),
-        StartOutcome::Started(p) | StartOutcome::AlreadyWaiting(p) => {
-            app.purchase_started();
-            Ok(json(StatusCode::ACCEPTED, &purchase_json(http, &p)))
-        }
+    if !matches!(started, StartOutcome::AlreadyPurchased(_)) {
+        app.purchase_started();
     }
+    let (status, body) = answer(&started);
+    Ok(json(status, &body))
 }
 
 /// `GET /video/purchase/{purchase_id}`: no credential; the id is unguessable.
