@@ -140,7 +140,7 @@ fn a_purge_removes_one_pool_only_and_answers_404_after() {
     assert_eq!(p.stats(named), Stats::default());
     assert_eq!(p.stats(A).total, 1);
     assert_eq!(p.purge(named, &mut |_| {}), Err(PoolError::NoSuchPool));
-    assert_eq!(p.next_deadline().is_some(), true);
+    assert!(p.next_deadline().is_some());
 }
 
 #[test]
