@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{api_key, call, eventually, register_and_login, Server, RELAXED};
+use crate::support::{api_key, call, eventually, raw, register_and_login, Server, RELAXED};
 
 fn open(extra: &[&str]) -> Server {
     let mut args = vec!["--open-pool"];
@@ -351,6 +351,23 @@ fn a_long_poll_is_answered_when_a_key_is_freed_and_times_out_otherwise() {
     let got = second.join().unwrap();
     assert_eq!((got.status, got.str("key_id")), (200, id));
     assert_eq!(waiters(&s), 0);
+}
+
+/// Regression: a key created with an `Idempotency-Key` (as the Python client
+/// always sends) is logged in one batch with its kept answer, and that batch
+/// woke no waiter, so the long poll ran out with 404 beside a free key.
+#[test]
+fn a_key_created_with_an_idempotency_key_wakes_a_waiter() {
+    let s = open(&[]);
+    let url = s.url("/pools/idem-wake/keys?wait=20");
+    let waiter = std::thread::spawn(move || call("GET", &url, None, None));
+    assert!(eventually(Duration::from_secs(5), || waiters(&s) == 1));
+    let h = [("Idempotency-Key".to_string(), "wake-1".to_string())];
+    let created = raw("POST", &s.url("/pools/idem-wake/keys"), &h, None);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let got = waiter.join().unwrap();
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.str("key_id"), created.str("key_id"));
 }
 
 /// The server's count of waiting long polls.
