@@ -22,9 +22,6 @@ use crate::event::{Event, EventRef};
 use crate::ids::AccountId;
 use crate::pool::{Checkout, KeyExtras, PoolError, PoolEvent, DEFAULT_POOL};
 
-/// Long-poll checkouts one account may have waiting at once.
-const MAX_WAITERS_PER_ACCOUNT: usize = 10_000;
-
 /// The one mapping of pool errors to answers.
 fn pool_error(e: PoolError) -> ApiError {
     match e {
@@ -207,7 +204,7 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
         let waiter = app
             .waiters
-            .register(caller.account, owner, MAX_WAITERS_PER_ACCOUNT)
+            .register(caller.account, owner, app.config.max_waiters)
             .map_err(|e| match e {
                 WaitRefused::TooMany => ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
