@@ -544,3 +544,19 @@ fn a_cooldown_keeps_the_key_out_until_it_ends_across_a_restart() {
     let r = s.call("PUT", "/pools/cool/keys/x?cooldown=25h", None, None);
     assert_eq!(r.status, 400);
 }
+
+#[test]
+fn waiters_beyond_max_waiters_are_refused_429() {
+    let s = open(&["--max-waiters", "1"]);
+    let url = s.url("/pools/few/keys?wait=5");
+    let first = std::thread::spawn(move || call("GET", &url, None, None));
+    assert!(eventually(Duration::from_secs(5), || waiters(&s) == 1));
+    let r = s.call("GET", "/pools/few/keys?wait=5", None, None);
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.error().contains("waiting"), "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Without wait, nothing is refused.
+    assert_eq!(s.call("GET", "/pools/few/keys", None, None).status, 404);
+    create_in(&s, "few", None);
+    assert_eq!(first.join().unwrap().status, 200);
+}

@@ -206,10 +206,13 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
             .waiters
             .register(caller.account, owner, app.config.max_waiters)
             .map_err(|e| match e {
-                WaitRefused::TooMany => ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many checkouts of this account are waiting already; wait with fewer at once.",
-                ),
+                WaitRefused::TooMany => ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many checkouts of this account are waiting already; wait with fewer at once.",
+                    )
+                },
                 WaitRefused::Closed => shutting_down(),
             })?;
         loop {
