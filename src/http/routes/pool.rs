@@ -4,6 +4,7 @@
 //! batch checkout, lease extension and release with a cooldown. The plain
 //! routes are the pool named `default` (`pool: None` below).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use hyper::StatusCode;
@@ -41,11 +42,15 @@ fn key_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// The caller and the name of the pool a request is about.
-fn target(http: &Http, ctx: &Ctx, pool: Option<&str>) -> Result<(Caller, String), ApiError> {
+fn target(
+    http: &Http,
+    ctx: &Ctx,
+    pool: Option<&str>,
+) -> Result<(Caller, Cow<'static, str>), ApiError> {
     // The name is checked first: a bad name is the same 400 for everyone.
     let name = match pool {
-        None => DEFAULT_POOL.to_owned(),
-        Some(raw) => params::pool_name(raw)?,
+        None => Cow::Borrowed(DEFAULT_POOL),
+        Some(raw) => Cow::Owned(params::pool_name(raw)?),
     };
     let caller = http.authenticate(ctx, Need::Pool)?;
     Ok((caller, name))
