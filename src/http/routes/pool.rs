@@ -36,6 +36,15 @@ fn pool_error(e: PoolError) -> ApiError {
     }
 }
 
+/// The mapping for routes about a held key (release, extend): a missing key
+/// is "not found or not blocked", as seed 002 answers a release.
+fn held_error(e: PoolError) -> ApiError {
+    match e {
+        PoolError::NotFound => pool_error(PoolError::NotBlocked),
+        e => pool_error(e),
+    }
+}
+
 /// A key id from the path: anything that is not a UUID names no key.
 fn key_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("Key not found."))
@@ -306,10 +315,7 @@ pub async fn release(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) 
             })
     })
     .await?
-    .map_err(|e| match e {
-        PoolError::NotFound => pool_error(PoolError::NotBlocked),
-        e => pool_error(e),
-    })?;
+    .map_err(held_error)?;
     message(StatusCode::OK, "Key unblocked.")
 }
 
@@ -334,10 +340,7 @@ pub async fn extend(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -
             })
         })
         .await?
-        .map_err(|e| match e {
-            PoolError::NotFound => pool_error(PoolError::NotBlocked),
-            e => pool_error(e),
-        })?;
+        .map_err(held_error)?;
     Ok(json(
         StatusCode::OK,
         &json!({
