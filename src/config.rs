@@ -20,6 +20,16 @@ pub enum FsyncMode {
     Never,
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line and event, its fields at the top level (for log shippers).
+    Json,
+}
+
 /// A rate: `N` events per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -137,6 +147,10 @@ pub struct Config {
     /// How long a client may take to send a request's headers.
     #[arg(long, env = "KEYPOOL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+
+    /// How log lines are written to stderr: text, or JSON lines.
+    #[arg(long, env = "KEYPOOL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -177,5 +191,9 @@ mod tests {
         assert_eq!(c.session_max_uses, 10);
         assert_eq!(c.max_body, 65_536);
         assert_eq!(c.fsync, FsyncMode::Always);
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = Config::parse_from(["keypool", "--log-format", "json"]);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(Config::try_parse_from(["keypool", "--log-format", "xml"]).is_err());
     }
 }

@@ -62,6 +62,53 @@ fn a_missing_or_malformed_request_id_is_replaced_by_a_new_one() {
 }
 
 #[test]
+fn json_logs_carry_the_request_id_route_template_status_and_duration() {
+    let s = Server::start_with_env(
+        &[RELAXED, &["--log-format", "json"]].concat(),
+        &[("RUST_LOG", "info,keypool::http=debug")],
+    );
+    let key_id = "5b0c1f0e-8f0b-4e43-9f4e-2f5d3c1a9b77";
+    let r = raw(
+        "GET",
+        &s.url(&format!("/keys/{key_id}")),
+        &with_id("log-line-test-1"),
+        None,
+    );
+    assert_eq!(r.status, 401);
+    let mut line: Option<Value> = None;
+    let found = eventually(Duration::from_secs(5), || {
+        line = s
+            .stderr()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["request_id"] == "log-line-test-1");
+        line.is_some()
+    });
+    assert!(
+        found,
+        "no JSON line with the request id in:\n{}",
+        s.stderr()
+    );
+    let line = line.unwrap();
+    assert_eq!(line["route"], "/keys/{key_id}", "{line}");
+    assert_eq!(line["status"], 401, "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert!(
+        line["duration_ms"].as_f64().is_some_and(|d| d >= 0.0),
+        "{line}"
+    );
+    assert!(
+        !line.to_string().contains(key_id),
+        "raw path logged: {line}"
+    );
+    // Every line of stderr is one JSON object, the start-up lines included.
+    for l in s.stderr().lines() {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+}
+
+#[test]
 fn text_logs_by_default_and_no_line_per_request_at_info() {
     let s = Server::start(RELAXED);
     let r = raw("GET", &s.url("/healthz"), &with_id("quiet-request"), None);
