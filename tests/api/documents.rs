@@ -119,3 +119,25 @@ fn text_logs_by_default_and_no_line_per_request_at_info() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!s.stderr().contains("quiet-request"), "{}", s.stderr());
 }
+
+#[test]
+fn the_served_openapi_document_is_docs_openapi_json_byte_for_byte() {
+    let s = Server::start(RELAXED);
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.json"))
+            .expect("docs/openapi.json");
+    let r = raw("GET", &s.url("/openapi.json"), &[], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(
+        r.text == committed,
+        "GET /openapi.json differs from docs/openapi.json"
+    );
+    assert_eq!(r.body["openapi"], "3.1.0");
+    // Public: no credential needed, and every path it lists is one the server routes.
+    for path in r.body["paths"].as_object().unwrap().keys() {
+        let probe = path.replace('{', "").replace('}', "");
+        let answer = raw("OPTIONS", &s.url(&probe), &[], None);
+        assert_eq!(answer.status, 204, "OPTIONS {probe}: {}", answer.text);
+    }
+}

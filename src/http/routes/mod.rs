@@ -31,6 +31,7 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
     match (route, m) {
         (Route::Index, _) => web::asset("/"),
         (Route::Asset(name), _) => web::asset(name),
+        (Route::OpenApi, _) => ops::openapi(),
         (Route::Healthz, _) => ops::healthz(http),
         (Route::Metrics, _) => ops::metrics(http),
         (Route::Stats, _) => ops::stats(http, ctx),

@@ -1,4 +1,5 @@
-//! Operations: `/healthz`, `/metrics` (Prometheus text), `/stats`.
+//! Operations: `/healthz`, `/metrics` (Prometheus text), `/stats`, and
+//! `/openapi.json`, the document of every route.
 
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -8,6 +9,18 @@ use super::super::auth::Need;
 use super::super::metrics::gauge;
 use super::super::response::{bytes_response, json, Reply};
 use super::super::{Ctx, Http};
+
+/// `docs/openapi.json`, compiled in: what `/openapi.json` serves, byte for byte.
+pub static OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /openapi.json`.
+pub fn openapi() -> Reply {
+    Ok(bytes_response(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from_static(OPENAPI.as_bytes()),
+    ))
+}
 
 /// `GET /healthz`: the process answers; says whether the log is writable.
 pub fn healthz(http: &Http) -> Reply {
