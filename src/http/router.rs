@@ -272,7 +272,7 @@ mod tests {
     fn the_route_table_is_what_the_router_resolves() {
         for r in EVERY_ROUTE {
             // A template with its parameters filled in resolves to its route.
-            let path = r.label().replace('{', "").replace('}', "");
+            let path = r.label().replace(['{', '}'], "");
             let got = resolve(&path).unwrap_or_else(|| panic!("{path} resolves to nothing"));
             assert_eq!(got.label(), r.label(), "{path}");
         }

@@ -136,7 +136,7 @@ fn the_served_openapi_document_is_docs_openapi_json_byte_for_byte() {
     assert_eq!(r.body["openapi"], "3.1.0");
     // Public: no credential needed, and every path it lists is one the server routes.
     for path in r.body["paths"].as_object().unwrap().keys() {
-        let probe = path.replace('{', "").replace('}', "");
+        let probe = path.replace(['{', '}'], "");
         let answer = raw("OPTIONS", &s.url(&probe), &[], None);
         assert_eq!(answer.status, 204, "OPTIONS {probe}: {}", answer.text);
     }
