@@ -30,6 +30,16 @@ impl std::fmt::Debug for SecretText {
     }
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line and event, its fields at the top level (for log shippers).
+    Json,
+}
+
 /// A rate: `N` events per `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -178,6 +188,10 @@ pub struct Config {
     /// Long-poll checkouts waiting at once per account; beyond it 429.
     #[arg(long, env = "KEYPOOL_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,
+
+    /// How log lines are written to stderr: text, or JSON lines.
+    #[arg(long, env = "KEYPOOL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -222,5 +236,10 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections_per_ip, 512);
         assert_eq!(c.max_waiters, 10_000);
+
+        assert_eq!(c.log_format, LogFormat::Text);
+        let c = Config::parse_from(["keypool", "--log-format", "json"]);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(Config::try_parse_from(["keypool", "--log-format", "xml"]).is_err());
     }
 }

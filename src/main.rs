@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use keypool::config::Config;
+use keypool::config::{Config, LogFormat};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -15,18 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    // Logs go to stderr so that stdout's first line is the address we bound.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // When stderr cannot be written (a full disk under a redirected log),
-        // tracing would report it with eprintln!, which panics: the request
-        // or task that logged would die. Drop the line instead.
-        .log_internal_errors(false)
-        .init();
+    init_logging(config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,6 +72,32 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Logs go to stderr so that stdout's first line is the address we bound;
+/// `RUST_LOG` filters them (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // When stderr cannot be written (a full disk under a redirected log),
+        // tracing would report it with eprintln!, which panics: the request
+        // or task that logged would die. Drop the line instead.
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One object per line: timestamp, level, target and the event's own
+        // fields (message, request_id, route, status, duration_ms, …) side by side.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 /// Writes a line to stderr; a stderr that cannot be written is not a reason to

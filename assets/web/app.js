@@ -1,7 +1,7 @@
 // keypool's web page: sign in, buy and watch the featured video, manage API keys.
 //
 // Plain modern JavaScript, no library, no build step. Talks only to the routes
-// of the HTTP contract (/work/shared/API.md), on the same origin.
+// of the HTTP contract (docs/API.md), on the same origin.
 //
 // A session token serves only a few requests (10 by default), so:
 // - requests that need no credential (polling a purchase, the stream itself)

@@ -11,6 +11,7 @@ pub mod idem;
 pub mod limits;
 pub mod metrics;
 pub mod request;
+pub mod request_id;
 pub mod response;
 pub mod router;
 mod routes;
@@ -27,6 +28,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use crate::app::App;
 use limits::Limits;
 use metrics::Metrics;
+use request_id::{RequestIds, X_REQUEST_ID};
 use response::{ApiError, Body};
 use router::Route;
 
@@ -38,6 +40,8 @@ pub struct Http {
     pub limits: Limits,
     /// Request counters.
     pub metrics: Metrics,
+    /// Makes the `X-Request-Id` of requests that bring none.
+    pub request_ids: RequestIds,
     /// The `Access-Control-Allow-Origin` value.
     cors_origin: HeaderValue,
     /// Request body limit.
@@ -118,6 +122,7 @@ impl Http {
         Http {
             limits: Limits::new(c.ip_rate_limit),
             metrics: Metrics::default(),
+            request_ids: RequestIds::new(),
             cors_origin,
             max_body: c.max_body,
             max_connections: c.max_connections,
@@ -140,6 +145,8 @@ impl Http {
         let mut body = Some(body);
         let mut consumed = false;
         let mut read_failed = false;
+        let request_id = self.request_ids.for_request(&parts.headers);
+        let method = parts.method.clone();
         let path = parts.uri.path().to_owned();
         let route = router::resolve(&path);
         let label = route.as_ref().map_or("unknown", Route::label);
@@ -198,24 +205,21 @@ impl Http {
         h.insert("access-control-allow-origin", self.cors_origin.clone());
         h.insert(
             "access-control-expose-headers",
-            HeaderValue::from_static("Retry-After"),
+            HeaderValue::from_static("Retry-After, X-Request-Id"),
         );
-        if resp.status().is_server_error() {
-            tracing::warn!(
-                route = label,
-                status = resp.status().as_u16(),
-                "server error answered"
-            );
-        }
         let took = started.elapsed();
-        tracing::debug!(
-            route = label,
-            status = resp.status().as_u16(),
-            micros = took.as_micros() as u64,
-            %peer,
-            "answered"
-        );
-        self.metrics.record(label, resp.status().as_u16(), took);
+        let status = resp.status().as_u16();
+        // The request's one log line: at warn for a server error, else at
+        // debug, so that a default (info) run logs no line per request.
+        let id = request_id.to_str().unwrap_or("");
+        let duration_ms = took.as_micros() as f64 / 1000.0;
+        if resp.status().is_server_error() {
+            tracing::warn!(request_id = id, %method, route = label, status, duration_ms, %peer, "server error answered");
+        } else {
+            tracing::debug!(request_id = id, %method, route = label, status, duration_ms, %peer, "answered");
+        }
+        resp.headers_mut().insert(X_REQUEST_ID, request_id);
+        self.metrics.record(label, status, took);
         (resp, has_body && !consumed)
     }
 
@@ -230,7 +234,7 @@ impl Http {
         );
         h.insert(
             "access-control-allow-headers",
-            HeaderValue::from_static("Authorization, Content-Type, X-API-Key"),
+            HeaderValue::from_static("Authorization, Content-Type, X-API-Key, X-Request-Id"),
         );
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
         h.insert(

@@ -75,6 +75,16 @@ pub fn parse_json<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Resu
     } else {
         body
     };
+    // serde reads a struct from a JSON array too (`["alice", "pw"]` as a login,
+    // `[null]` as an empty key request): every body of this API is an object.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            return Err(ApiError::bad_request(format!("Malformed JSON: {e}.")));
+        }
+        return Err(ApiError::bad_request(
+            "Invalid request body: expected a JSON object such as {\"name\": \"value\"}.",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -214,6 +224,19 @@ mod tests {
         assert!(e.message.contains("`username`"), "{}", e.message);
         let e = parse_json::<Login>(&h, br#"{"username": "a""#).unwrap_err();
         assert!(e.message.starts_with("Malformed JSON"), "{}", e.message);
+        let e = parse_json::<Login>(&h, br#"{"username": "a"}"#).unwrap_err();
+        assert!(e.message.contains("password"), "{}", e.message);
+        for not_an_object in [
+            &br#"["alice", "pw"]"#[..],
+            b" [null, null]",
+            b"5",
+            b"null",
+            b"\"x\"",
+        ] {
+            let e = parse_json::<Login>(&h, not_an_object).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.message.contains("JSON object"), "{}", e.message);
+        }
         let e = parse_json::<Login>(&h, br#"{"username": "a"}"#).unwrap_err();
         assert!(e.message.contains("password"), "{}", e.message);
         let mut h = HeaderMap::new();

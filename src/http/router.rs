@@ -10,6 +10,7 @@ use hyper::Method;
 pub enum Route<'a> {
     Index,
     Asset(&'static str),
+    OpenApi,
     Healthz,
     Metrics,
     Stats,
@@ -56,6 +57,7 @@ impl Route<'_> {
         match self {
             Route::Index => "/",
             Route::Asset(name) => name,
+            Route::OpenApi => "/openapi.json",
             Route::Healthz => "/healthz",
             Route::Metrics => "/metrics",
             Route::Stats => "/stats",
@@ -133,6 +135,101 @@ impl Route<'_> {
     }
 }
 
+/// One of every route, with its path parameters named as in its template.
+const EVERY_ROUTE: &[Route<'static>] = &[
+    Route::Index,
+    Route::Asset("/app.js"),
+    Route::Asset("/style.css"),
+    Route::OpenApi,
+    Route::Healthz,
+    Route::Metrics,
+    Route::Stats,
+    Route::Keys,
+    Route::Key("{key_id}"),
+    Route::Keepalive("{key_id}"),
+    Route::Lease("{key_id}"),
+    Route::Pools,
+    Route::Pool("{pool}"),
+    Route::PoolKeys("{pool}"),
+    Route::PoolKey("{pool}", "{key_id}"),
+    Route::PoolLease("{pool}", "{key_id}"),
+    Route::PoolKeepalive("{pool}", "{key_id}"),
+    Route::PoolStats("{pool}"),
+    Route::Register,
+    Route::Login,
+    Route::Logout,
+    Route::ApiKeyCreate,
+    Route::ApiKeyDelete,
+    Route::GenerateKey,
+    Route::ListKeys,
+    Route::RevokeKey,
+    Route::UserKey,
+    Route::UserKeyOf("{email}"),
+    Route::UserUsageOf("{email}"),
+    Route::UserPin,
+    Route::VideoInfo,
+    Route::VideoPurchase,
+    Route::PurchaseStatus("{purchase_id}"),
+    Route::VideoStream("{video_id}"),
+];
+
+/// A new variant of [`Route`] stops compiling here until it is added to
+/// [`EVERY_ROUTE`] (and so to [`routes`], which the OpenAPI test compares with
+/// `docs/openapi.json`).
+#[allow(dead_code)]
+fn every_variant_is_in_every_route(r: &Route<'_>) {
+    match r {
+        Route::Index
+        | Route::Asset(_)
+        | Route::OpenApi
+        | Route::Healthz
+        | Route::Metrics
+        | Route::Stats
+        | Route::Keys
+        | Route::Key(_)
+        | Route::Keepalive(_)
+        | Route::Lease(_)
+        | Route::Pools
+        | Route::Pool(_)
+        | Route::PoolKeys(_)
+        | Route::PoolKey(..)
+        | Route::PoolLease(..)
+        | Route::PoolKeepalive(..)
+        | Route::PoolStats(_)
+        | Route::Register
+        | Route::Login
+        | Route::Logout
+        | Route::ApiKeyCreate
+        | Route::ApiKeyDelete
+        | Route::GenerateKey
+        | Route::ListKeys
+        | Route::RevokeKey
+        | Route::UserKey
+        | Route::UserKeyOf(_)
+        | Route::UserUsageOf(_)
+        | Route::UserPin
+        | Route::VideoInfo
+        | Route::VideoPurchase
+        | Route::PurchaseStatus(_)
+        | Route::VideoStream(_) => {}
+    }
+}
+
+/// The route table: every `(method, path template)` the router answers, as
+/// OpenAPI names them (`/keys/{key_id}`). HEAD (answered as GET) and OPTIONS
+/// (every route's CORS preflight) are left out, as the document leaves them out.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    EVERY_ROUTE
+        .iter()
+        .flat_map(|r| {
+            r.allow()
+                .split(", ")
+                .filter(|m| !matches!(*m, "HEAD" | "OPTIONS"))
+                .map(|m| (m, r.label()))
+        })
+        .collect()
+}
+
 /// The route a path names, or `None` for an unknown path.
 pub fn resolve(path: &str) -> Option<Route<'_>> {
     let trimmed = path.strip_prefix('/')?;
@@ -148,6 +245,7 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         [Some("index.html"), None, ..] => Route::Index,
         [Some("app.js"), None, ..] => Route::Asset("/app.js"),
         [Some("style.css"), None, ..] => Route::Asset("/style.css"),
+        [Some("openapi.json"), None, ..] => Route::OpenApi,
         [Some("healthz"), None, ..] => Route::Healthz,
         [Some("metrics"), None, ..] => Route::Metrics,
         [Some("stats"), None, ..] => Route::Stats,
@@ -240,6 +338,107 @@ mod tests {
         ];
         for (path, want) in cases {
             assert_eq!(&resolve(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_route_table_is_what_the_router_resolves() {
+        for r in EVERY_ROUTE {
+            // A template with its parameters filled in resolves to its route.
+            let path = r.label().replace(['{', '}'], "");
+            let got = resolve(&path).unwrap_or_else(|| panic!("{path} resolves to nothing"));
+            assert_eq!(got.label(), r.label(), "{path}");
+        }
+        let table = routes();
+        let unique: std::collections::BTreeSet<_> = table.iter().collect();
+        assert_eq!(unique.len(), table.len(), "no route twice");
+        assert!(table.contains(&("GET", "/openapi.json")));
+        assert!(table.contains(&("PUT", "/keys/{key_id}")));
+        assert!(!table.iter().any(|(m, _)| *m == "HEAD" || *m == "OPTIONS"));
+    }
+
+    /// The document's operations as `(METHOD, template)`.
+    fn document_operations(doc: &serde_json::Value) -> Vec<(String, String)> {
+        let mut ops = vec![];
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, _) in item.as_object().expect("a path item") {
+                if method != "parameters" {
+                    ops.push((method.to_ascii_uppercase(), path.clone()));
+                }
+            }
+        }
+        ops
+    }
+
+    #[test]
+    fn the_openapi_document_has_exactly_the_routers_operations() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/openapi.json")).expect("valid JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let documented: std::collections::BTreeSet<(String, String)> =
+            document_operations(&doc).into_iter().collect();
+        let routed: std::collections::BTreeSet<(String, String)> = routes()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "routes missing from docs/openapi.json: {missing:?}; operations the router lacks: {extra:?}"
+        );
+    }
+
+    #[test]
+    fn every_operation_has_an_id_a_success_example_and_refs_that_resolve() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/openapi.json")).expect("valid JSON");
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if method == "parameters" {
+                    continue;
+                }
+                let id = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+                assert!(ids.insert(id.to_string()), "operationId {id} twice");
+                let responses = op["responses"].as_object().unwrap();
+                let (_, success) = responses
+                    .iter()
+                    .find(|(status, _)| status.starts_with('2'))
+                    .unwrap_or_else(|| panic!("{method} {path}: no 2xx response"));
+                let has_example = success["content"]
+                    .as_object()
+                    .is_some_and(|c| c.values().any(|m| m.get("example").is_some()));
+                // The video bytes are the one answer without an example.
+                assert!(has_example || id == "stream", "{method} {path}: no example");
+            }
+        }
+        // Every $ref names a component that exists.
+        fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(r);
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut found = vec![];
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let pointer = r
+                .strip_prefix('#')
+                .unwrap_or_else(|| panic!("external $ref {r}"));
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "$ref {r} resolves to nothing"
+            );
         }
     }
 

@@ -155,3 +155,43 @@ fn a_slow_client_is_cut_off_by_the_header_timeout() {
     assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "{head}");
     assert_eq!(s.call("GET", "/healthz", None, None).status, 200);
 }
+
+/// Found by schemathesis: `POST /generate-key` with the body `[null, null]`
+/// created a key (serde reads a struct from a JSON array), and `POST /login`
+/// took `["alice", "password"]` as credentials. Every body must be an object.
+#[test]
+fn regression_a_json_array_body_is_refused_not_read_as_the_fields_in_order() {
+    let s = Server::start(RELAXED);
+    let token = crate::support::register_and_login(&s, "arrays");
+    let auth = vec![
+        ("Content-Type".to_string(), "application/json".to_string()),
+        ("Authorization".to_string(), format!("Bearer {token}")),
+    ];
+    let r = raw(
+        "POST",
+        &s.url("/generate-key"),
+        &auth,
+        Some("[null, null]".into()),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.error().contains("JSON object"), "{}", r.text);
+    let r = raw(
+        "POST",
+        &s.url("/login"),
+        &json_header(),
+        Some(r#"["arrays", "correct horse battery"]"#.into()),
+    );
+    assert_eq!(r.status, 400, "{}", r.text);
+    for body in ["5", "null", "\"text\""] {
+        let r = raw("POST", &s.url("/revoke-key"), &auth, Some(body.into()));
+        assert_eq!(r.status, 400, "{body}: {}", r.text);
+    }
+    // No key was created by the array.
+    let r = s.call("GET", "/list-keys", Some(&token), None);
+    assert_eq!(
+        r.body["items"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        r.text
+    );
+}

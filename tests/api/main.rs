@@ -2,6 +2,7 @@
 //! port 0 (see `support.rs`) and talks HTTP to it.
 //!
 //! - `pool`: the key-pool routes, expiry on time, exclusivity under concurrency.
+//! - `documents`: `X-Request-Id`, JSON log lines, `/openapi.json` against `docs/openapi.json`.
 //! - `errors`: bad input of every kind gets its status and a JSON error.
 //! - `accounts`: register, login, sessions, API keys, authorization, limits.
 //! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
@@ -18,6 +19,7 @@
 
 mod accounts;
 mod browser;
+mod documents;
 mod durability;
 mod errors;
 mod faults;

@@ -20,6 +20,8 @@ pub struct Server {
     /// Keeps a temporary data directory alive.
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
+    /// Environment variables set for the child (besides `RUST_LOG=info`, which they may override).
+    env: Vec<(String, String)>,
 }
 
 /// Flags that keep tests independent of the per-IP limit (tests that check the
@@ -29,12 +31,30 @@ pub const RELAXED: &[&str] = &["--ip-rate-limit", "100000/1m", "--keys-per-day",
 impl Server {
     /// Starts a server on a new temporary data directory.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// Starts a server on a new temporary data directory with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::Builder::new()
             .prefix("keypool-test-")
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("create a temporary directory");
         let dir = tmp.path().to_path_buf();
-        let mut s = Server::start_in(&dir, args).expect("server starts");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, base) = spawn(&dir, &args, &env).expect("server starts");
+        let mut s = Server {
+            child: Some(child),
+            base,
+            dir,
+            _tmp: None,
+            args,
+            env,
+        };
         s._tmp = Some(tmp);
         s
     }
@@ -42,13 +62,14 @@ impl Server {
     /// Starts a server on `dir`; `Err` with its stderr if it exits instead.
     pub fn start_in(dir: &Path, args: &[&str]) -> Result<Server, String> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let (child, base) = spawn(dir, &args)?;
+        let (child, base) = spawn(dir, &args, &[])?;
         Ok(Server {
             child: Some(child),
             base,
             dir: dir.to_path_buf(),
             _tmp: None,
             args,
+            env: vec![],
         })
     }
 
@@ -85,7 +106,7 @@ impl Server {
     /// Starts the server again on the same directory with the same flags.
     pub fn restart(&mut self) {
         self.kill9();
-        let (child, base) = spawn(&self.dir, &self.args).expect("server restarts");
+        let (child, base) = spawn(&self.dir, &self.args, &self.env).expect("server restarts");
         self.child = Some(child);
         self.base = base;
     }
@@ -115,7 +136,7 @@ fn unsafe_kill(pid: u32, sig: &str) {
 }
 
 /// Spawns the binary and waits for its "listening on" line.
-fn spawn(dir: &Path, args: &[String]) -> Result<(Child, String), String> {
+fn spawn(dir: &Path, args: &[String], env: &[(String, String)]) -> Result<(Child, String), String> {
     let stderr_path = dir.with_extension("stderr");
     let stderr = std::fs::OpenOptions::new()
         .create(true)
@@ -127,6 +148,7 @@ fn spawn(dir: &Path, args: &[String]) -> Result<(Child, String), String> {
         .arg(dir)
         .args(args)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
         .spawn()

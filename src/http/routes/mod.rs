@@ -32,6 +32,7 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
     match (route, m) {
         (Route::Index, _) => web::asset("/"),
         (Route::Asset(name), _) => web::asset(name),
+        (Route::OpenApi, _) => ops::openapi(),
         (Route::Healthz, _) => ops::healthz(http),
         (Route::Metrics, _) => ops::metrics(http),
         (Route::Stats, _) => pool::stats(http, ctx, None),

@@ -1,4 +1,5 @@
-//! Operations: `/healthz`, `/metrics` (Prometheus text).
+//! Operations: `/healthz`, `/metrics` (Prometheus text), and `/openapi.json`,
+//! the document of every route.
 
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -7,6 +8,18 @@ use serde_json::json;
 use super::super::metrics::gauge;
 use super::super::response::{bytes_response, json, Reply};
 use super::super::Http;
+
+/// `docs/openapi.json`, compiled in: what `/openapi.json` serves, byte for byte.
+pub static OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// `GET /openapi.json`.
+pub fn openapi() -> Reply {
+    Ok(bytes_response(
+        StatusCode::OK,
+        "application/json",
+        Bytes::from_static(OPENAPI.as_bytes()),
+    ))
+}
 
 /// `GET /healthz`: the process answers; says whether the log is writable.
 pub fn healthz(http: &Http) -> Reply {
