@@ -3,9 +3,10 @@
 //! the rest instead of a wait in the kernel's accept queue (HAProxy's `maxconn`
 //! with fast refusal, nginx's `limit_conn` per address).
 //!
-//! A refusal is written by a small task of its own, never by hyper: the canned
-//! answer, FIN, then the client's bytes are read and discarded until it closes
-//! (at most [`REFUSAL_TIME`]), so that it reads the 503 rather than a reset. At
+//! A refusal is written by a small task of its own, never by hyper: it reads the
+//! request's head (or waits half a second for it), writes the canned answer and
+//! FIN, then reads and discards the client's bytes until it closes (all within
+//! [`REFUSAL_TIME`]), so that it reads the 503 rather than a reset. At
 //! most [`REFUSALS_AT_ONCE`] such tasks run; past that a connection is closed
 //! unanswered, so a flood cannot make the refusals themselves unbounded.
 
@@ -26,6 +27,9 @@ pub const REFUSALS_AT_ONCE: usize = 256;
 
 /// How long one refusal may take, lingering included.
 pub const REFUSAL_TIME: Duration = Duration::from_secs(1);
+
+/// How long a refusal waits for the request's head before answering anyway.
+const HEAD_WAIT: Duration = Duration::from_millis(500);
 
 /// Bytes a refusal reads and discards before it closes anyway.
 const REFUSAL_DRAIN: usize = 256 << 10;
@@ -133,9 +137,29 @@ impl Refusals {
     }
 }
 
-/// The answer is written before the request is read: HTTP/1.1 lets a server
-/// answer early, and the client's request (whatever it is) gets the same 503.
+/// The answer waits for the request's head (at most [`HEAD_WAIT`]): a client
+/// that finds an answer on a connection before it has sent its request (hyper's
+/// client, for one) takes it for a broken connection rather than a 503. A
+/// client that sends nothing gets the 503 anyway when the wait is over.
 async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) -> std::io::Result<()> {
+    let mut head = [0u8; 4096];
+    let mut seen = 0;
+    let _ = tokio::time::timeout(HEAD_WAIT, async {
+        while seen < head.len() {
+            let n = stream.read(&mut head[seen..]).await?;
+            if n == 0 {
+                break;
+            }
+            // Look for the blank line across the boundary of the last read.
+            let from = seen.saturating_sub(3);
+            seen += n;
+            if head[from..seen].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
     stream.write_all(answer).await?;
     stream.shutdown().await?;
     let mut scratch = [0u8; 4096];

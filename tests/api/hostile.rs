@@ -220,6 +220,38 @@ fn slow_bodies_filling_every_slot_get_408_and_others_a_prompt_503_meanwhile() {
 }
 
 #[test]
+fn slow_bodies_from_one_address_under_its_cap_leave_another_client_served_at_once() {
+    let s = Server::start(&[
+        "--max-connections",
+        "5",
+        "--max-connections-per-ip",
+        "4",
+        "--body-timeout",
+        "4s",
+    ]);
+    let mut slow: Vec<TcpStream> = (0..5)
+        .map(|_| {
+            let mut c = connect_from("127.0.0.2", &s, Duration::from_secs(10));
+            c.write_all(SLOW_BODY).unwrap();
+            c
+        })
+        .collect();
+    // The fifth from 127.0.0.2 is over its address's cap ...
+    let mut fifth = slow.pop().unwrap();
+    assert_busy(&read_response(&mut fifth).expect("a prompt 503"));
+    // ... and the slot left is another client's, served at once.
+    let mut other = connect(&s, Duration::from_secs(2));
+    other.write_all(HEALTHZ).unwrap();
+    assert_eq!(read_response(&mut other).expect("served").status, 200);
+    for c in &mut slow {
+        assert_eq!(
+            read_response(c).expect("408 at the body timeout").status,
+            408
+        );
+    }
+}
+
+#[test]
 fn the_per_ip_cap_refuses_one_address_while_another_is_served() {
     let s = Server::start(&["--max-connections-per-ip", "3", "--max-connections", "100"]);
     let mut held: Vec<TcpStream> = (0..3)
@@ -389,4 +421,29 @@ fn sigterm_still_finishes_a_request_whose_body_is_arriving() {
         .unwrap()
         .expect("the request in flight is answered");
     assert_eq!(r.status, 201, "{r:?}");
+}
+
+#[test]
+fn a_refusal_waits_for_the_request_so_that_keep_alive_clients_can_read_it() {
+    let s = Server::start(&["--max-connections", "1"]);
+    let mut held = connect(&s, Duration::from_secs(5));
+    held.write_all(HEALTHZ).unwrap();
+    assert_eq!(read_response(&mut held).unwrap().status, 200);
+    // A 503 that came before the request would look to hyper's client (and
+    // others) like a connection broken before its request: none comes early.
+    let mut c = connect(&s, Duration::from_millis(200));
+    let mut byte = [0u8; 1];
+    let early = c.read(&mut byte);
+    assert!(
+        early
+            .as_ref()
+            .is_err_and(|e| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "nothing before the request: {early:?}"
+    );
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(HEALTHZ).unwrap();
+    assert_busy(&read_response(&mut c).expect("the 503 once the request is in"));
+    // A client that sends nothing still gets its answer.
+    let mut silent = connect(&s, Duration::from_secs(5));
+    assert_busy(&read_response(&mut silent).expect("a 503 within a second"));
 }
