@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release && cargo run --release --example overload -- \
-//!     [--secs 8] [--max-connections 64] [--clients 128] [--work keys|login]
+//!     [--secs 8] [--max-connections 64] [--clients 128] [--work keys|login] [--binary PATH]
 //! ```
 //!
 //! `--clients` clients (at most one connection each, kept alive) take the
@@ -315,7 +315,10 @@ fn main() -> Result<(), BoxError> {
         .parent()
         .and_then(|p| p.parent())
         .ok_or("no target directory")?;
-    let bin = profile.join("keypool");
+    let bin = std::path::PathBuf::from(arg(
+        "--binary",
+        &profile.join("keypool").display().to_string(),
+    ));
     if !bin.is_file() {
         return Err(format!(
             "{} not built: run cargo build --release first",
