@@ -12,6 +12,8 @@
 //!   same thread, except that a flush holds `flush_lock` while it visits
 //!   `by_hash` shards (nobody takes `flush_lock` under a shard).
 
+use std::net::IpAddr;
+
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
@@ -21,17 +23,64 @@ use super::format::{check_format, display_prefix, generate_key, key_hash};
 use super::request::{parse_selector, validate, Selector};
 use super::view::KeyView;
 use super::{
-    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, KeyAuth, KeyAuthError, KeyRecord, KeyUsage,
-    NewKey, UsageEntry,
+    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, KeyAccess, KeyAuth, KeyAuthError,
+    KeyRecord, KeyUsage, NewKey, UsageEntry,
 };
 use crate::clock::Millis;
 use crate::ids::AccountId;
 
 const DAY_MS: Millis = 86_400_000;
+
+/// What [`ApiKeys::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// The verdict.
+    pub status: KeyStatus,
+    /// The key, when it is one of the owner's.
+    pub key: Option<CheckedKey>,
+}
+
+/// The verdict of [`ApiKeys::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Not a key of this owner (malformed, unknown, deleted, or another's).
+    NotFound,
+    /// Revoked.
+    Revoked,
+    /// Past its `expires_at`.
+    Expired,
+    /// Disabled.
+    Disabled,
+    /// Works; its use was counted. `has_scope`: it has the scope asked for
+    /// (true when none was asked for).
+    Live {
+        /// Whether it has the scope asked for.
+        has_scope: bool,
+    },
+}
+
+/// What [`ApiKeys::check`] shows of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedKey {
+    /// Its id.
+    pub key_id: Uuid,
+    /// Its name.
+    pub name: Option<String>,
+    /// Every scope name it has.
+    pub scopes: Vec<String>,
+    /// When it expires.
+    pub expires_at: Option<Millis>,
+    /// Its rate limit (the HTTP layer's limiter counts the verification).
+    pub rate_limit: Option<super::KeyRateLimit>,
+}
+
 /// A key in memory.
 #[derive(Debug, Clone)]
 struct KeyState {
     rec: KeyRecord,
+    /// Scopes, allowed addresses, disabled (third round; not in `rec`, whose
+    /// layout older logs fix).
+    access: KeyAccess,
     /// Used since the last flush, and already listed in `ApiKeys::dirty`.
     dirty: bool,
 }
@@ -110,7 +159,8 @@ impl ApiKeys {
     pub fn primary(&self, owner: AccountId, now: Millis) -> Option<KeyView> {
         let o = self.owners.get(&owner)?;
         let (_, h) = self.current_primary(&o)?;
-        let v = KeyView::of(&self.by_hash.get(&h)?.rec, now);
+        let s = self.by_hash.get(&h)?;
+        let v = KeyView::of(&s.rec, &s.access, now);
         (!v.expired).then_some(v)
     }
 
@@ -122,12 +172,14 @@ impl ApiKeys {
         &self,
         owner: AccountId,
         name: Option<String>,
+        access: KeyAccess,
         now: Millis,
         emit: &mut dyn FnMut(&ApiKeyEvent),
     ) -> Result<NewKey, ApiKeyError> {
         let req = CreateKey {
             name,
             primary: true,
+            access,
             ..CreateKey::default()
         };
         validate(&req)?;
@@ -153,11 +205,18 @@ impl ApiKeys {
         Ok(key_id)
     }
 
-    /// Checks a presented key and counts the use. Refuses a malformed key
-    /// before any lookup; then one SHA-256, one map lookup and a constant-time
-    /// comparison of the stored hash. The count is visible in [`Self::list`]
-    /// at once and logged by the next [`Self::flush_usage`].
-    pub fn verify(&self, presented: &str, now: Millis) -> Result<KeyAuth, KeyAuthError> {
+    /// Checks a presented key, used from `peer`, and counts the use. Refuses
+    /// a malformed key before any lookup; then one SHA-256, one map lookup and
+    /// a constant-time comparison of the stored hash; then revoked, expired,
+    /// disabled, and the IP allowlist (a refused use is not counted). The
+    /// count is visible in [`Self::list`] at once and logged by the next
+    /// [`Self::flush_usage`].
+    pub fn verify(
+        &self,
+        presented: &str,
+        peer: IpAddr,
+        now: Millis,
+    ) -> Result<KeyAuth, KeyAuthError> {
         check_format(presented).map_err(KeyAuthError::Malformed)?;
         let h = key_hash(presented);
         let (auth, newly_dirty) = {
@@ -171,6 +230,12 @@ impl ApiKeys {
             if s.rec.expires_at.is_some_and(|e| now >= e) {
                 return Err(KeyAuthError::Expired);
             }
+            if s.access.disabled {
+                return Err(KeyAuthError::Disabled);
+            }
+            if !s.access.allows_ip(peer) {
+                return Err(KeyAuthError::AddressRefused);
+            }
             s.rec.usage.record(now);
             let newly_dirty = !s.dirty;
             s.dirty = true;
@@ -178,6 +243,7 @@ impl ApiKeys {
                 owner: s.rec.owner,
                 key_id: s.rec.key_id,
                 rate_limit: s.rec.rate_limit,
+                scopes: s.access.scopes,
             };
             (auth, newly_dirty)
         };
@@ -198,7 +264,11 @@ impl ApiKeys {
             .keys
             .iter()
             .rev()
-            .filter_map(|(_, h)| self.by_hash.get(h).map(|s| KeyView::of(&s.rec, now)))
+            .filter_map(|(_, h)| {
+                self.by_hash
+                    .get(h)
+                    .map(|s| KeyView::of(&s.rec, &s.access, now))
+            })
             .collect();
         drop(o);
         // Stable: keys created in the same millisecond stay newest first.
@@ -314,6 +384,105 @@ impl ApiKeys {
         n
     }
 
+    /// Disables (`disabled = true`) or enables one of `owner`'s keys. Another
+    /// account's key is [`ApiKeyError::NotFound`]. Setting the state a key
+    /// already has succeeds and logs nothing.
+    pub fn set_disabled(
+        &self,
+        owner: AccountId,
+        key_id: Uuid,
+        disabled: bool,
+        emit: &mut dyn FnMut(&ApiKeyEvent),
+    ) -> Result<(), ApiKeyError> {
+        let o = self.owners.get_mut(&owner).ok_or(ApiKeyError::NotFound)?;
+        let (_, h) = *o
+            .keys
+            .iter()
+            .find(|(id, _)| *id == key_id)
+            .ok_or(ApiKeyError::NotFound)?;
+        let current = self
+            .by_hash
+            .get(&h)
+            .map(|s| s.access.disabled)
+            .ok_or(ApiKeyError::NotFound)?;
+        if current != disabled {
+            let ev = ApiKeyEvent::DisabledSet { key_id, disabled };
+            self.apply_disabled(key_id, disabled);
+            emit(&ev);
+        }
+        drop(o);
+        Ok(())
+    }
+
+    /// Verification of a key on behalf of `owner`'s own service
+    /// (`POST /api/keys/verify`): what [`Self::verify`] would say, as a result
+    /// instead of an error, plus whether the key has the scope named `scope`.
+    /// Keys of other accounts are [`KeyStatus::NotFound`]. A key that is
+    /// neither revoked, expired nor disabled has its use counted, whether it
+    /// has the scope or not. The IP allowlist is not checked: the peer is the
+    /// verifying service, not the key's user.
+    pub fn check(
+        &self,
+        owner: AccountId,
+        presented: &str,
+        scope: Option<&str>,
+        now: Millis,
+    ) -> KeyCheck {
+        let not_found = KeyCheck {
+            status: KeyStatus::NotFound,
+            key: None,
+        };
+        if check_format(presented).is_err() {
+            return not_found;
+        }
+        let h = key_hash(presented);
+        let (check, newly_dirty) = {
+            let Some(mut s) = self.by_hash.get_mut(&h) else {
+                return not_found;
+            };
+            if !bool::from(s.rec.hash.ct_eq(&h)) || s.rec.owner != owner {
+                return not_found;
+            }
+            let status = if s.rec.revoked_at.is_some() {
+                KeyStatus::Revoked
+            } else if s.rec.expires_at.is_some_and(|e| now >= e) {
+                KeyStatus::Expired
+            } else if s.access.disabled {
+                KeyStatus::Disabled
+            } else {
+                KeyStatus::Live {
+                    has_scope: scope.is_none_or(|n| s.access.has_named(n)),
+                }
+            };
+            let live = matches!(status, KeyStatus::Live { .. });
+            if live {
+                s.rec.usage.record(now);
+            }
+            let newly_dirty = live && !s.dirty;
+            if live {
+                s.dirty = true;
+            }
+            let key = CheckedKey {
+                key_id: s.rec.key_id,
+                name: s.rec.name.clone(),
+                scopes: s.access.scope_names(),
+                expires_at: s.rec.expires_at,
+                rate_limit: s.rec.rate_limit,
+            };
+            (
+                KeyCheck {
+                    status,
+                    key: Some(key),
+                },
+                newly_dirty,
+            )
+        };
+        if newly_dirty {
+            self.dirty.lock().push(h);
+        }
+        check
+    }
+
     /// How many keys exist (revoked ones included).
     pub fn count(&self) -> usize {
         self.by_hash.len()
@@ -396,13 +565,19 @@ impl ApiKeys {
             created_at: now,
             expires_at: record.expires_at,
         };
-        let ev = ApiKeyEvent::Created {
-            record: Box::new(record),
-            revokes,
+        // A key with the default access is logged as the first round logged
+        // it, so that its record stays readable by an older binary.
+        let access = (req.access != KeyAccess::default()).then_some(req.access);
+        self.apply_created(o, &record, revokes, access.as_ref());
+        let record = Box::new(record);
+        let ev = match access {
+            None => ApiKeyEvent::Created { record, revokes },
+            Some(access) => ApiKeyEvent::CreatedWith {
+                record,
+                revokes,
+                access,
+            },
         };
-        if let ApiKeyEvent::Created { record, revokes } = &ev {
-            self.apply_created(o, record, *revokes);
-        }
         emit(&ev);
         Ok(new)
     }

@@ -113,7 +113,10 @@ fn an_extension_is_fenced_and_a_per_key_ttl_is_what_keepalive_restarts() {
     let id = Pools::new_key_id();
     let c = p.create_key(A, id, extras(1), T0, &mut |_| {});
     assert_eq!(c.expires_at, T0 + 200_000);
-    assert_eq!(p.keepalive(A, id, T0 + 1_000, &mut |_| {}), Ok(T0 + 201_000));
+    assert_eq!(
+        p.keepalive(A, id, T0 + 1_000, &mut |_| {}),
+        Ok(T0 + 201_000)
+    );
     assert_eq!(
         p.extend(A, id, Pools::new_key_id(), 1_000, T0, &mut |_| {}),
         Err(PoolError::NotBlocked)
