@@ -122,13 +122,6 @@ struct Generate {
     expires_in: Option<u64>,
     #[serde(default)]
     rate_limit: Option<KeyRateLimit>,
-    #[serde(flatten)]
-    access: AccessFields,
-}
-
-/// The platform's optional access fields of a new key.
-#[derive(Deserialize, Default)]
-struct AccessFields {
     #[serde(default)]
     scopes: Option<Vec<String>>,
     #[serde(default)]
@@ -137,17 +130,21 @@ struct AccessFields {
     allowed_ips: Option<Vec<String>>,
 }
 
-impl AccessFields {
+/// The platform's optional access fields of a new key (not `#[serde(flatten)]`
+/// into the bodies: flattening loses the field's name from type errors).
+struct AccessFields<'a> {
+    scopes: Option<&'a [String]>,
+    role: Option<&'a str>,
+    allowed_ips: Option<&'a [String]>,
+}
+
+impl AccessFields<'_> {
     /// The access asked for, refused with 400 (naming the field) when invalid
     /// and 403 when an API key asks for a built-in scope it does not have
     /// itself: a key cannot make a key mightier than itself.
     fn access(&self, caller: Caller) -> Result<KeyAccess, ApiError> {
-        let access = KeyAccess::from_request(
-            self.scopes.as_deref(),
-            self.role.as_deref(),
-            self.allowed_ips.as_deref(),
-        )
-        .map_err(key_error)?;
+        let access =
+            KeyAccess::from_request(self.scopes, self.role, self.allowed_ips).map_err(key_error)?;
         if let Via::ApiKey(_) = caller.via {
             if let Some(s) = access.scopes.first_missing_from(caller.scopes) {
                 return Err(ApiError::forbidden(format!(
@@ -164,7 +161,12 @@ impl AccessFields {
 pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
     let body: Generate = ctx.json().await?;
-    let access = body.access.access(caller)?;
+    let access = AccessFields {
+        scopes: body.scopes.as_deref(),
+        role: body.role.as_deref(),
+        allowed_ips: body.allowed_ips.as_deref(),
+    }
+    .access(caller)?;
     let fresh = match idem::begin(http, ctx, caller.account).await? {
         Begun::Replay(first) => return Ok(first),
         Begun::Fresh(f) => Some(f),
@@ -299,8 +301,12 @@ struct Seed003Create {
     email: String,
     #[serde(default)]
     key_name: Option<String>,
-    #[serde(flatten)]
-    access: AccessFields,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
 }
 
 /// `POST /api/user/key` (seed 003): replaces the account's primary key.
@@ -308,7 +314,12 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
     let body: Seed003Create = ctx.json().await?;
     own_account(http, caller, &body.email)?;
-    let access = body.access.access(caller)?;
+    let access = AccessFields {
+        scopes: body.scopes.as_deref(),
+        role: body.role.as_deref(),
+        allowed_ips: body.allowed_ips.as_deref(),
+    }
+    .access(caller)?;
     let app = &http.app;
     let now = app.now();
     let new = app
