@@ -208,6 +208,10 @@ pub struct KeyAccess {
     pub allowed_ips: Vec<Cidr>,
     /// A disabled key is refused (401) until enabled.
     pub disabled: bool,
+    /// The owner's own data about the key (`meta`): the JSON text of an
+    /// object of at most [`MAX_META_BYTES`], shown in lists and by verify.
+    /// The HTTP layer checks that it is an object; this module only keeps it.
+    pub meta: Option<String>,
 }
 
 impl Default for KeyAccess {
@@ -217,6 +221,7 @@ impl Default for KeyAccess {
             custom: Vec::new(),
             allowed_ips: Vec::new(),
             disabled: false,
+            meta: None,
         }
     }
 }
@@ -225,6 +230,8 @@ impl Default for KeyAccess {
 pub const MAX_SCOPES: usize = 64;
 /// See [`MAX_SCOPES`].
 pub const MAX_ALLOWED_IPS: usize = 64;
+/// The longest `meta` (encoded JSON), in bytes.
+pub const MAX_META_BYTES: usize = 1024;
 
 fn invalid(field: &'static str, message: String) -> ApiKeyError {
     ApiKeyError::Invalid { field, message }

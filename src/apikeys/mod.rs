@@ -29,7 +29,8 @@ use crate::clock::Millis;
 use crate::ids::AccountId;
 
 pub use access::{
-    valid_scope_name, Cidr, KeyAccess, Role, Scope, ScopeSet, MAX_ALLOWED_IPS, MAX_SCOPES,
+    valid_scope_name, Cidr, KeyAccess, Role, Scope, ScopeSet, MAX_ALLOWED_IPS, MAX_META_BYTES,
+    MAX_SCOPES,
 };
 pub use format::{
     check_format, display_prefix, generate_key, key_hash, FormatError, DISPLAY_PREFIX_LEN, KEY_LEN,

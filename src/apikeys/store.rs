@@ -72,6 +72,8 @@ pub struct CheckedKey {
     pub expires_at: Option<Millis>,
     /// Its rate limit (the HTTP layer's limiter counts the verification).
     pub rate_limit: Option<super::KeyRateLimit>,
+    /// The owner's `meta` (JSON text), if any.
+    pub meta: Option<String>,
 }
 
 /// A key in memory.
@@ -468,6 +470,7 @@ impl ApiKeys {
                 scopes: s.access.scope_names(),
                 expires_at: s.rec.expires_at,
                 rate_limit: s.rec.rate_limit,
+                meta: s.access.meta.clone(),
             };
             (
                 KeyCheck {

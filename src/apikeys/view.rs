@@ -75,6 +75,10 @@ pub struct KeyView {
     pub allowed_ips: Vec<String>,
     /// Whether it is disabled.
     pub disabled: bool,
+    /// The owner's `meta` as JSON text; the HTTP layer puts it in the item
+    /// as an object (this module does not know JSON).
+    #[serde(skip)]
+    pub meta: Option<String>,
 }
 
 impl KeyView {
@@ -97,6 +101,7 @@ impl KeyView {
             scopes: access.scope_names(),
             allowed_ips: access.allowed_ips.iter().map(|c| c.to_string()).collect(),
             disabled: access.disabled,
+            meta: access.meta.clone(),
         }
     }
 }

@@ -261,7 +261,11 @@ fn scopes_and_roles_are_validated_and_a_key_cannot_grant_more_than_it_has() {
 fn an_allowlist_refuses_other_addresses_and_survives_a_restart() {
     let mut s = Server::start(ARGS);
     let session = register_and_login(&s, "carol");
-    let (far, far_id) = new_key(&s, &session, json!({"allowed_ips": ["10.0.0.0/8"]}));
+    let (far, far_id) = new_key(
+        &s,
+        &session,
+        json!({"allowed_ips": ["10.0.0.0/8"], "meta": {"team": "ml"}}),
+    );
     let (near, near_id) = new_key(
         &s,
         &session,
@@ -291,6 +295,7 @@ fn an_allowlist_refuses_other_addresses_and_survives_a_restart() {
         s.restart();
         assert_eq!(s.call("GET", "/stats", Some(&far), None).status, 403);
         assert_eq!(s.call("GET", "/stats", Some(&near), None).status, 200);
+        assert_eq!(item(&s, &session, &far_id)["meta"], json!({"team": "ml"}));
     }
     lacks(&s.call("GET", "/list-keys", Some(&near), None), "keys:read");
 }
@@ -353,8 +358,17 @@ fn verify_gives_each_code() {
         &s,
         &session,
         json!({"name": "user", "scopes": ["billing.read"], "expires_in": 3600,
-               "allowed_ips": ["10.0.0.0/8"]}),
+               "allowed_ips": ["10.0.0.0/8"], "meta": {"plan": "pro", "seats": 3}}),
     );
+    assert_eq!(
+        item(&s, &session, &user_id)["meta"],
+        json!({"plan": "pro", "seats": 3})
+    );
+    for meta in [json!("text"), json!([1]), json!({"x": "y".repeat(1100)})] {
+        let r = key_with(&s, &session, json!({"meta": meta}));
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert!(r.error().contains("meta"), "{}", r.text);
+    }
     // The service's own key, with keys:verify.
     let r = s.call(
         "POST",
@@ -369,6 +383,7 @@ fn verify_gives_each_code() {
     assert_eq!(r.body["name"], "user");
     assert_eq!(r.body["scopes"], json!(["billing.read"]));
     assert!(r.body["expires_at"].is_string(), "{}", r.text);
+    assert_eq!(r.body["meta"], json!({"plan": "pro", "seats": 3}));
     assert_eq!(code(&user, Some("billing.read")), "VALID");
     let forbidden = verify(&user, Some("billing.write"));
     assert_eq!(forbidden.body["valid"], false);

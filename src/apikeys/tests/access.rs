@@ -13,14 +13,21 @@ fn ip(s: &str) -> IpAddr {
 fn restricted(name: &str) -> CreateKey {
     CreateKey {
         name: Some(name.into()),
-        access: KeyAccess::from_request(
-            Some(&["pool:read".into(), "billing.read".into()]),
-            None,
-            Some(&["10.0.0.0/8".into(), "2001:db8::/32".into()]),
-        )
-        .unwrap(),
+        access: KeyAccess {
+            meta: Some(r#"{"team":"ml"}"#.into()),
+            ..restricted_access()
+        },
         ..CreateKey::default()
     }
+}
+
+fn restricted_access() -> KeyAccess {
+    KeyAccess::from_request(
+        Some(&["pool:read".into(), "billing.read".into()]),
+        None,
+        Some(&["10.0.0.0/8".into(), "2001:db8::/32".into()]),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -57,6 +64,7 @@ fn a_restricted_key_is_logged_with_its_access_and_enforced() {
         .unwrap();
     assert_eq!(item.scopes, ["pool:read", "billing.read"]);
     assert_eq!(item.allowed_ips, ["10.0.0.0/8", "2001:db8::/32"]);
+    assert_eq!(item.meta.as_deref(), Some(r#"{"team":"ml"}"#));
     assert_eq!(item.usage_count, 3, "refused uses are not counted");
 }
 
@@ -129,6 +137,7 @@ fn check_gives_each_status_and_counts_live_uses() {
     let key = c.key.unwrap();
     assert_eq!((key.key_id, key.name.as_deref()), (r.key_id, Some("r")));
     assert_eq!(key.scopes, ["pool:read", "billing.read"]);
+    assert_eq!(key.meta.as_deref(), Some(r#"{"team":"ml"}"#));
     assert!(k.check(ALICE, &bobs.key, None, T0).key.is_none());
     let uses = |id| {
         k.list(ALICE, T0)

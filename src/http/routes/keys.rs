@@ -15,6 +15,7 @@ use super::super::{Ctx, Http};
 use super::param;
 use crate::apikeys::{
     valid_scope_name, ApiKeyError, CreateKey, KeyAccess, KeyPreference, KeyRateLimit, KeyStatus,
+    MAX_META_BYTES,
 };
 use crate::clock::rfc3339;
 use crate::event::EventRef;
@@ -128,6 +129,8 @@ struct Generate {
     role: Option<String>,
     #[serde(default)]
     allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<Value>,
 }
 
 /// The platform's optional access fields of a new key (not `#[serde(flatten)]`
@@ -136,6 +139,7 @@ struct AccessFields<'a> {
     scopes: Option<&'a [String]>,
     role: Option<&'a str>,
     allowed_ips: Option<&'a [String]>,
+    meta: Option<&'a Value>,
 }
 
 impl AccessFields<'_> {
@@ -143,8 +147,17 @@ impl AccessFields<'_> {
     /// and 403 when an API key asks for a built-in scope it does not have
     /// itself: a key cannot make a key mightier than itself.
     fn access(&self, caller: Caller) -> Result<KeyAccess, ApiError> {
-        let access =
+        let mut access =
             KeyAccess::from_request(self.scopes, self.role, self.allowed_ips).map_err(key_error)?;
+        if let Some(meta) = self.meta {
+            let text = meta.to_string();
+            if !meta.is_object() || text.len() > MAX_META_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid meta: give a JSON object of at most {MAX_META_BYTES} bytes."
+                )));
+            }
+            access.meta = Some(text);
+        }
         if let Via::ApiKey(_) = caller.via {
             if let Some(s) = access.scopes.first_missing_from(caller.scopes) {
                 return Err(ApiError::forbidden(format!(
@@ -165,6 +178,7 @@ pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
         scopes: body.scopes.as_deref(),
         role: body.role.as_deref(),
         allowed_ips: body.allowed_ips.as_deref(),
+        meta: body.meta.as_ref(),
     }
     .access(caller)?;
     let fresh = match idem::begin(http, ctx, caller.account).await? {
@@ -228,13 +242,27 @@ pub fn list(http: &Http, ctx: &mut Ctx) -> Reply {
         .state()
         .apikeys
         .list(caller.account, http.app.now());
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let mut item = serde_json::to_value(k).unwrap_or(Value::Null);
+            item["meta"] = meta_value(k.meta.as_deref());
+            item
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
         &json!({
             "keys": keys.iter().map(|k| k.key_prefix.as_str()).collect::<Vec<_>>(),
-            "items": &keys,
+            "items": items,
         }),
     ))
+}
+
+/// A key's `meta` as the JSON object it was given as (null when none).
+fn meta_value(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize)]
@@ -307,6 +335,8 @@ struct Seed003Create {
     role: Option<String>,
     #[serde(default)]
     allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<Value>,
 }
 
 /// `POST /api/user/key` (seed 003): replaces the account's primary key.
@@ -318,6 +348,7 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
         scopes: body.scopes.as_deref(),
         role: body.role.as_deref(),
         allowed_ips: body.allowed_ips.as_deref(),
+        meta: body.meta.as_ref(),
     }
     .access(caller)?;
     let app = &http.app;
@@ -447,6 +478,7 @@ pub async fn verify(http: &Http, ctx: &mut Ctx) -> Reply {
         out.insert("key_id".into(), Value::from(k.key_id.to_string()));
         out.insert("name".into(), k.name.map_or(Value::Null, Value::from));
         out.insert("scopes".into(), Value::from(k.scopes));
+        out.insert("meta".into(), meta_value(k.meta.as_deref()));
         out.insert(
             "expires_at".into(),
             k.expires_at
