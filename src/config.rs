@@ -140,7 +140,7 @@ pub struct Config {
     #[arg(long, env = "KEYPOOL_MAX_BODY", default_value_t = 65_536)]
     pub max_body: usize,
 
-    /// Most connections served at once; further ones wait to be accepted.
+    /// Most connections served at once; past it a new connection is answered 503 and closed.
     #[arg(long, env = "KEYPOOL_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
@@ -158,9 +158,26 @@ pub struct Config {
     #[arg(skip = std::env::var("KEYPOOL_MASTER_KEY").ok().map(SecretText))]
     pub master_key: Option<SecretText>,
 
-    /// How long a client may take to send a request's headers.
+    /// Connections open at once from one client IP; the next one is answered 503 and closed.
+    #[arg(long, env = "KEYPOOL_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
+    pub max_connections_per_ip: usize,
+
+    /// How long a client may take to send a request's headers (from the
+    /// connection's start for its first request, from the first byte for later ones).
     #[arg(long, env = "KEYPOOL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
+
+    /// How long a request body may take to arrive after its headers; then 408 and close.
+    #[arg(long, env = "KEYPOOL_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A keep-alive connection with no request in flight this long is closed.
+    #[arg(long, env = "KEYPOOL_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Long-poll checkouts waiting at once per account; beyond it 429.
+    #[arg(long, env = "KEYPOOL_MAX_WAITERS", default_value_t = 10_000)]
+    pub max_waiters: usize,
 }
 
 impl Config {
@@ -201,5 +218,9 @@ mod tests {
         assert_eq!(c.session_max_uses, 10);
         assert_eq!(c.max_body, 65_536);
         assert_eq!(c.fsync, FsyncMode::Always);
+        assert_eq!(c.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections_per_ip, 512);
+        assert_eq!(c.max_waiters, 10_000);
     }
 }

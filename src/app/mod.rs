@@ -132,18 +132,7 @@ pub struct Recorder<'a> {
 impl Recorder<'_> {
     /// Appends one event to the log. Called by domain code under its lock.
     pub fn record(&mut self, event: EventRef<'_>) {
-        if let EventRef::Pool(
-            PoolEvent::Created { owner, .. }
-            | PoolEvent::CreatedWith { owner, .. }
-            | PoolEvent::Released { owner, .. },
-        ) = event
-        {
-            match self.freed {
-                None => self.freed = Some(*owner),
-                Some(o) if o == *owner => {}
-                Some(_) => self.more_freed.push(*owner),
-            }
-        }
+        self.note_freed(event);
         if let Some(held) = &mut self.batch {
             held.push(event.to_owned());
             return;
@@ -166,6 +155,31 @@ impl Recorder<'_> {
 }
 
 impl Recorder<'_> {
+    /// Notes the pool of a key this event frees, also inside a batch (an
+    /// idempotent creation is logged with its kept answer as one batch, and
+    /// its key must wake waiters too).
+    fn note_freed(&mut self, event: EventRef<'_>) {
+        match event {
+            EventRef::Pool(
+                PoolEvent::Created { owner, .. }
+                | PoolEvent::CreatedWith { owner, .. }
+                | PoolEvent::Released { owner, .. },
+            ) => match self.freed {
+                None => self.freed = Some(*owner),
+                Some(o) if o == *owner => {}
+                // A batch's events are seen when held back and again when logged.
+                Some(_) if self.more_freed.contains(owner) => {}
+                Some(_) => self.more_freed.push(*owner),
+            },
+            EventRef::Batch(events) => {
+                for e in events {
+                    self.note_freed(EventRef::from(e));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// From now on, events are held back until [`Recorder::end_batch`] logs
     /// them as one record. For changes whose entities no other request can
     /// reach before the change is answered (a new API key, a new purchase),

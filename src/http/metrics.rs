@@ -21,7 +21,22 @@ pub struct Metrics {
     latency: [AtomicU64; BUCKETS.len() + 1],
     /// Sum of all latencies, in microseconds.
     latency_sum_us: AtomicU64,
+    /// Connections refused, by [`Refused`] reason.
+    refused: [AtomicU64; 3],
 }
+
+/// Why a connection was refused at the accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `--max-connections` reached: answered 503.
+    Full = 0,
+    /// `--max-connections-per-ip` reached for its address: answered 503.
+    PerIp = 1,
+    /// Too many refusals under way already: closed unanswered.
+    Unanswered = 2,
+}
+
+const REFUSED_LABELS: [&str; 3] = ["full", "per_ip", "unanswered"];
 
 impl Metrics {
     /// Counts one answered request.
@@ -44,8 +59,24 @@ impl Metrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// Counts one connection refused at the accept.
+    pub fn refused(&self, why: Refused) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Writes the HTTP part of the Prometheus text.
     pub fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP keypool_connections_refused_total Connections refused at the accept, by reason.\n",
+        );
+        out.push_str("# TYPE keypool_connections_refused_total counter\n");
+        for (label, n) in REFUSED_LABELS.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "keypool_connections_refused_total{{reason=\"{label}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP keypool_requests_total Requests answered, by route and status.\n");
         out.push_str("# TYPE keypool_requests_total counter\n");
         let mut rows: Vec<_> = self
@@ -102,6 +133,7 @@ mod tests {
         m.record("/keys", 201, Duration::from_micros(300));
         m.record("/keys", 201, Duration::from_millis(3));
         m.record("/keys", 404, Duration::from_secs(10));
+        m.refused(Refused::PerIp);
         let mut s = String::new();
         m.render(&mut s);
         assert!(s.contains("keypool_requests_total{route=\"/keys\",status=\"201\"} 2"));
@@ -109,5 +141,7 @@ mod tests {
         assert!(s.contains("keypool_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(s.contains("keypool_request_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(s.contains("keypool_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
+        assert!(s.contains("keypool_connections_refused_total{reason=\"per_ip\"} 1"));
+        assert!(s.contains("keypool_connections_refused_total{reason=\"full\"} 0"));
     }
 }

@@ -4,7 +4,9 @@
 //! every domain error to a status in one place per domain (`routes/*.rs`). It
 //! must not hold domain state of its own beyond rate limiters and metrics.
 
+pub mod admit;
 pub mod auth;
+pub mod conn;
 pub mod idem;
 pub mod limits;
 pub mod metrics;
@@ -18,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION};
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::app::App;
@@ -42,8 +44,14 @@ pub struct Http {
     pub max_body: usize,
     /// Connection cap.
     pub max_connections: usize,
+    /// Connection cap per client IP.
+    pub max_connections_per_ip: usize,
     /// Header-read timeout.
     pub header_timeout: Duration,
+    /// How long a body may take to arrive after its headers.
+    pub body_timeout: Duration,
+    /// How long a keep-alive connection may sit with no request.
+    pub idle_timeout: Duration,
 }
 
 /// One request as the handlers see it.
@@ -67,6 +75,11 @@ pub struct Ctx {
     read: Option<bytes::Bytes>,
     /// The body limit.
     max_body: usize,
+    /// When the body must have arrived (`--body-timeout` after the headers).
+    body_deadline: tokio::time::Instant,
+    /// Reading the body failed (too large, too slow, broken): the connection
+    /// must close, since the rest of the body is still on its way.
+    body_failed: bool,
 }
 
 impl Ctx {
@@ -82,7 +95,11 @@ impl Ctx {
             return Ok(b.clone());
         }
         let bytes = match self.body.take() {
-            Some(body) => request::read_body(&self.headers, body, self.max_body).await?,
+            Some(body) => {
+                request::read_body(&self.headers, body, self.max_body, self.body_deadline)
+                    .await
+                    .inspect_err(|_| self.body_failed = true)?
+            }
             None => bytes::Bytes::new(),
         };
         self.read = Some(bytes.clone());
@@ -107,15 +124,25 @@ impl Http {
             cors_origin,
             max_body: c.max_body,
             max_connections: c.max_connections,
+            max_connections_per_ip: c.max_connections_per_ip,
             header_timeout: c.header_timeout,
+            body_timeout: c.body_timeout,
+            idle_timeout: c.idle_timeout,
             app,
         }
     }
 
     /// Answers one request. Never fails: every error becomes its response.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    /// The flag says whether the request body was left unread (an answer given
+    /// before it, or a body refused as too large or too slow): the server must
+    /// then drain it before closing (see `conn::Io`).
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> (Response<Body>, bool) {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
+        let has_body = !body.is_end_stream();
+        let mut body = Some(body);
+        let mut consumed = false;
+        let mut read_failed = false;
         let path = parts.uri.path().to_owned();
         let route = router::resolve(&path);
         let label = route.as_ref().map_or("unknown", Route::label);
@@ -151,18 +178,28 @@ impl Http {
                     query: parts.uri.query().map(str::to_owned),
                     peer,
                     path: path.clone(),
-                    body: Some(body),
+                    body: body.take(),
                     read: None,
                     max_body: self.max_body,
+                    body_deadline: tokio::time::Instant::from_std(started) + self.body_timeout,
+                    body_failed: false,
                 };
-                match routes::dispatch(self, &route, &mut ctx).await {
+                let resp = match routes::dispatch(self, &route, &mut ctx).await {
                     Ok(r) => r,
                     Err(e) if seed003 => e.seed003().into_response(),
                     Err(e) => e.into_response(),
-                }
+                };
+                read_failed = ctx.body_failed;
+                consumed = ctx.body.is_none() && !read_failed;
+                resp
             }
         };
         let h = resp.headers_mut();
+        if read_failed {
+            // The rest of the body is still coming: this connection cannot
+            // carry another request, and the client should know it.
+            h.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         h.insert("access-control-allow-origin", self.cors_origin.clone());
         h.insert(
             "access-control-expose-headers",
@@ -184,7 +221,7 @@ impl Http {
             "answered"
         );
         self.metrics.record(label, resp.status().as_u16(), took);
-        resp
+        (resp, has_body && !consumed)
     }
 
     /// Answers a CORS preflight for `route`.

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::StatusCode;
 use serde::de::DeserializeOwned;
+use tokio::time::Instant;
 
 use super::response::ApiError;
 
@@ -18,13 +19,21 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// 408 for a body that did not arrive in time.
+fn timed_out() -> ApiError {
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "Request body timed out.")
+}
+
 /// Reads the whole body, refusing one over `limit` bytes whether it was sent
-/// with a Content-Length or chunked. A declared length over the limit is refused
-/// before a byte of the body is read.
+/// with a Content-Length or chunked, or one not complete by `deadline`
+/// (`--body-timeout` after its headers). A declared length over the limit is
+/// refused before a byte of the body is read, so that a client sending
+/// `Expect: 100-continue` gets the 413 without being asked for the body.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
+    deadline: Instant,
 ) -> Result<Bytes, ApiError> {
     if let Some(len) = headers.get(CONTENT_LENGTH) {
         let declared = len
@@ -36,7 +45,10 @@ pub async fn read_body(
             return Err(too_large(limit));
         }
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout_at(deadline, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| timed_out())?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(limit)),
         Err(e) => Err(ApiError::bad_request(format!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::support::{api_key, call, eventually, register_and_login, Server, RELAXED};
+use crate::support::{api_key, call, eventually, raw, register_and_login, Server, RELAXED};
 
 fn open(extra: &[&str]) -> Server {
     let mut args = vec!["--open-pool"];
@@ -353,6 +353,23 @@ fn a_long_poll_is_answered_when_a_key_is_freed_and_times_out_otherwise() {
     assert_eq!(waiters(&s), 0);
 }
 
+/// Regression: a key created with an `Idempotency-Key` (as the Python client
+/// always sends) is logged in one batch with its kept answer, and that batch
+/// woke no waiter, so the long poll ran out with 404 beside a free key.
+#[test]
+fn a_key_created_with_an_idempotency_key_wakes_a_waiter() {
+    let s = open(&[]);
+    let url = s.url("/pools/idem-wake/keys?wait=20");
+    let waiter = std::thread::spawn(move || call("GET", &url, None, None));
+    assert!(eventually(Duration::from_secs(5), || waiters(&s) == 1));
+    let h = [("Idempotency-Key".to_string(), "wake-1".to_string())];
+    let created = raw("POST", &s.url("/pools/idem-wake/keys"), &h, None);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let got = waiter.join().unwrap();
+    assert_eq!(got.status, 200, "{}", got.text);
+    assert_eq!(got.str("key_id"), created.str("key_id"));
+}
+
 /// The server's count of waiting long polls.
 fn waiters(s: &Server) -> u64 {
     let r = s.call("GET", "/metrics", None, None);
@@ -526,4 +543,20 @@ fn a_cooldown_keeps_the_key_out_until_it_ends_across_a_restart() {
     );
     let r = s.call("PUT", "/pools/cool/keys/x?cooldown=25h", None, None);
     assert_eq!(r.status, 400);
+}
+
+#[test]
+fn waiters_beyond_max_waiters_are_refused_429() {
+    let s = open(&["--max-waiters", "1"]);
+    let url = s.url("/pools/few/keys?wait=5");
+    let first = std::thread::spawn(move || call("GET", &url, None, None));
+    assert!(eventually(Duration::from_secs(5), || waiters(&s) == 1));
+    let r = s.call("GET", "/pools/few/keys?wait=5", None, None);
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.error().contains("waiting"), "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Without wait, nothing is refused.
+    assert_eq!(s.call("GET", "/pools/few/keys", None, None).status, 404);
+    create_in(&s, "few", None);
+    assert_eq!(first.join().unwrap().status, 200);
 }

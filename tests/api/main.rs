@@ -6,6 +6,8 @@
 //! - `accounts`: register, login, sessions, API keys, authorization, limits.
 //! - `durability`: kill -9, torn and damaged logs, snapshots, restarts.
 //! - `faults`: EIO and ENOSPC on an in-process server with a fault-injecting disk.
+//! - `hostile`: slow bodies, idle connections, per-IP and global connection caps,
+//!   uploads refused while still being sent (issue 13).
 //! - `full_disk`: a real full disk (a small tmpfs; needs root, skips otherwise).
 //! - `pipelined`: kill -9 during pipelined group commits; every acknowledged change survives.
 //! - `idempotency`: `Idempotency-Key` retries get the first answer, across kill -9.
@@ -21,6 +23,7 @@ mod durability;
 mod errors;
 mod faults;
 mod full_disk;
+mod hostile;
 mod idempotency;
 mod leases;
 mod pipelined;

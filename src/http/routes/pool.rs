@@ -4,6 +4,7 @@
 //! batch checkout, lease extension and release with a cooldown. The plain
 //! routes are the pool named `default` (`pool: None` below).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use hyper::StatusCode;
@@ -22,9 +23,6 @@ use crate::event::{Event, EventRef};
 use crate::ids::AccountId;
 use crate::pool::{Checkout, KeyExtras, PoolError, PoolEvent, DEFAULT_POOL};
 
-/// Long-poll checkouts one account may have waiting at once.
-const MAX_WAITERS_PER_ACCOUNT: usize = 10_000;
-
 /// The one mapping of pool errors to answers.
 fn pool_error(e: PoolError) -> ApiError {
     match e {
@@ -38,17 +36,30 @@ fn pool_error(e: PoolError) -> ApiError {
     }
 }
 
+/// The mapping for routes about a held key (release, extend): a missing key
+/// is "not found or not blocked", as seed 002 answers a release.
+fn held_error(e: PoolError) -> ApiError {
+    match e {
+        PoolError::NotFound => pool_error(PoolError::NotBlocked),
+        e => pool_error(e),
+    }
+}
+
 /// A key id from the path: anything that is not a UUID names no key.
 fn key_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found("Key not found."))
 }
 
 /// The caller and the name of the pool a request is about.
-fn target(http: &Http, ctx: &Ctx, pool: Option<&str>) -> Result<(Caller, String), ApiError> {
+fn target(
+    http: &Http,
+    ctx: &Ctx,
+    pool: Option<&str>,
+) -> Result<(Caller, Cow<'static, str>), ApiError> {
     // The name is checked first: a bad name is the same 400 for everyone.
     let name = match pool {
-        None => DEFAULT_POOL.to_owned(),
-        Some(raw) => params::pool_name(raw)?,
+        None => Cow::Borrowed(DEFAULT_POOL),
+        Some(raw) => Cow::Owned(params::pool_name(raw)?),
     };
     let caller = http.authenticate(ctx, Need::Pool)?;
     Ok((caller, name))
@@ -207,12 +218,15 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait);
         let waiter = app
             .waiters
-            .register(caller.account, owner, MAX_WAITERS_PER_ACCOUNT)
+            .register(caller.account, owner, app.config.max_waiters)
             .map_err(|e| match e {
-                WaitRefused::TooMany => ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many checkouts of this account are waiting already; wait with fewer at once.",
-                ),
+                WaitRefused::TooMany => ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many checkouts of this account are waiting already; wait with fewer at once.",
+                    )
+                },
                 WaitRefused::Closed => shutting_down(),
             })?;
         loop {
@@ -301,10 +315,7 @@ pub async fn release(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) 
             })
     })
     .await?
-    .map_err(|e| match e {
-        PoolError::NotFound => pool_error(PoolError::NotBlocked),
-        e => pool_error(e),
-    })?;
+    .map_err(held_error)?;
     message(StatusCode::OK, "Key unblocked.")
 }
 
@@ -329,10 +340,7 @@ pub async fn extend(http: &Http, ctx: &mut Ctx, pool: Option<&str>, raw: &str) -
             })
         })
         .await?
-        .map_err(|e| match e {
-            PoolError::NotFound => pool_error(PoolError::NotBlocked),
-            e => pool_error(e),
-        })?;
+        .map_err(held_error)?;
     Ok(json(
         StatusCode::OK,
         &json!({
