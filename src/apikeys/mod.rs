@@ -15,6 +15,7 @@
 //! then `by_hash`; the dirty list and the flush lock are never taken while a
 //! map shard is held (see `store.rs`).
 
+mod access;
 mod format;
 mod request;
 mod store;
@@ -27,11 +28,15 @@ use uuid::Uuid;
 use crate::clock::Millis;
 use crate::ids::AccountId;
 
+pub use access::{
+    valid_scope_name, Cidr, KeyAccess, Role, Scope, ScopeSet, MAX_ALLOWED_IPS, MAX_META_BYTES,
+    MAX_SCOPES,
+};
 pub use format::{
     check_format, display_prefix, generate_key, key_hash, FormatError, DISPLAY_PREFIX_LEN, KEY_LEN,
     KEY_PREFIX,
 };
-pub use store::ApiKeys;
+pub use store::{ApiKeys, CheckedKey, KeyCheck, KeyStatus};
 pub use usage::KeyUsage;
 pub use view::{DayCount, KeyPreference, KeyView, USAGE_DAYS};
 
@@ -76,6 +81,8 @@ pub struct CreateKey {
     /// Callers normally use [`ApiKeys::replace_primary`] instead, which also
     /// revokes the previous one.
     pub primary: bool,
+    /// Scopes, allowed addresses (and `disabled`, always false at creation).
+    pub access: KeyAccess,
 }
 
 /// A key just created. `key` is the only copy of the secret anywhere: show it
@@ -115,6 +122,8 @@ pub struct KeyAuth {
     pub key_id: Uuid,
     /// The key's own rate limit, if it has one.
     pub rate_limit: Option<KeyRateLimit>,
+    /// Its built-in scopes.
+    pub scopes: ScopeSet,
 }
 
 /// Why a key management operation was refused. The `Display` text is the
@@ -151,7 +160,8 @@ pub enum ApiKeyError {
     AmbiguousPrefix,
 }
 
-/// Why a presented key does not authenticate. All map to HTTP 401.
+/// Why a presented key does not authenticate. All map to HTTP 401 except
+/// [`KeyAuthError::AddressRefused`] (403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyAuthError {
     /// Not shaped like one of our keys, or its checksum is wrong: refused
@@ -167,6 +177,12 @@ pub enum KeyAuthError {
     /// The key outlived its `expires_in`.
     #[error("This API key has expired.")]
     Expired,
+    /// The key is disabled (until enabled again).
+    #[error("This API key is disabled.")]
+    Disabled,
+    /// The key has an IP allowlist and the peer is not on it.
+    #[error("This API key may not be used from this address.")]
+    AddressRefused,
 }
 
 /// One key as stored: in memory, in snapshots and in
@@ -240,6 +256,26 @@ pub enum ApiKeyEvent {
         /// One entry per key.
         entries: Vec<UsageEntry>,
     },
+    // Variants below were added in the third round, after the older ones so
+    // that older logs still decode (bincode numbers variants in order).
+    /// A new key with scopes or an IP allowlist: [`ApiKeyEvent::Created`]
+    /// plus its access rules, in one event. (A key with the default access
+    /// is logged as a plain `Created`.)
+    CreatedWith {
+        /// The new key, usage zero.
+        record: Box<KeyRecord>,
+        /// The primary key this one replaces.
+        revokes: Option<Uuid>,
+        /// Its scopes and allowed addresses.
+        access: KeyAccess,
+    },
+    /// A key is disabled (`true`) or enabled again (`false`).
+    DisabledSet {
+        /// Which key.
+        key_id: Uuid,
+        /// Its new state.
+        disabled: bool,
+    },
 }
 
 /// A snapshot of the API keys domain.
@@ -250,6 +286,16 @@ pub struct ApiKeysImage {
     /// Per account, the keys it created in the last 24 h (or so) and when,
     /// deleted ones included: the daily limit counts them.
     pub creations: Vec<(AccountId, Vec<(Uuid, Millis)>)>,
+}
+
+/// The third round's addition to a snapshot of the API keys domain: the
+/// access rules of every key whose rules are not the default (a key missing
+/// here has [`KeyAccess::default`]). A separate trailing field of the
+/// snapshot, so that older snapshots still decode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeysImageExt {
+    /// `(key_id, access)`, sorted by key id.
+    pub access: Vec<(Uuid, KeyAccess)>,
 }
 
 #[cfg(test)]

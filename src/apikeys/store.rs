@@ -12,6 +12,8 @@
 //!   same thread, except that a flush holds `flush_lock` while it visits
 //!   `by_hash` shards (nobody takes `flush_lock` under a shard).
 
+use std::net::IpAddr;
+
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
@@ -21,17 +23,21 @@ use super::format::{check_format, display_prefix, generate_key, key_hash};
 use super::request::{parse_selector, validate, Selector};
 use super::view::KeyView;
 use super::{
-    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, KeyAuth, KeyAuthError, KeyRecord, KeyUsage,
-    NewKey, UsageEntry,
+    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, KeyAccess, KeyAuth, KeyAuthError,
+    KeyRecord, KeyUsage, NewKey, UsageEntry,
 };
 use crate::clock::Millis;
 use crate::ids::AccountId;
 
 const DAY_MS: Millis = 86_400_000;
+
 /// A key in memory.
 #[derive(Debug, Clone)]
 struct KeyState {
     rec: KeyRecord,
+    /// Scopes, allowed addresses, disabled (third round; not in `rec`, whose
+    /// layout older logs fix).
+    access: KeyAccess,
     /// Used since the last flush, and already listed in `ApiKeys::dirty`.
     dirty: bool,
 }
@@ -110,7 +116,8 @@ impl ApiKeys {
     pub fn primary(&self, owner: AccountId, now: Millis) -> Option<KeyView> {
         let o = self.owners.get(&owner)?;
         let (_, h) = self.current_primary(&o)?;
-        let v = KeyView::of(&self.by_hash.get(&h)?.rec, now);
+        let s = self.by_hash.get(&h)?;
+        let v = KeyView::of(&s.rec, &s.access, now);
         (!v.expired).then_some(v)
     }
 
@@ -122,12 +129,14 @@ impl ApiKeys {
         &self,
         owner: AccountId,
         name: Option<String>,
+        access: KeyAccess,
         now: Millis,
         emit: &mut dyn FnMut(&ApiKeyEvent),
     ) -> Result<NewKey, ApiKeyError> {
         let req = CreateKey {
             name,
             primary: true,
+            access,
             ..CreateKey::default()
         };
         validate(&req)?;
@@ -153,11 +162,18 @@ impl ApiKeys {
         Ok(key_id)
     }
 
-    /// Checks a presented key and counts the use. Refuses a malformed key
-    /// before any lookup; then one SHA-256, one map lookup and a constant-time
-    /// comparison of the stored hash. The count is visible in [`Self::list`]
-    /// at once and logged by the next [`Self::flush_usage`].
-    pub fn verify(&self, presented: &str, now: Millis) -> Result<KeyAuth, KeyAuthError> {
+    /// Checks a presented key, used from `peer`, and counts the use. Refuses
+    /// a malformed key before any lookup; then one SHA-256, one map lookup and
+    /// a constant-time comparison of the stored hash; then revoked, expired,
+    /// disabled, and the IP allowlist (a refused use is not counted). The
+    /// count is visible in [`Self::list`] at once and logged by the next
+    /// [`Self::flush_usage`].
+    pub fn verify(
+        &self,
+        presented: &str,
+        peer: IpAddr,
+        now: Millis,
+    ) -> Result<KeyAuth, KeyAuthError> {
         check_format(presented).map_err(KeyAuthError::Malformed)?;
         let h = key_hash(presented);
         let (auth, newly_dirty) = {
@@ -171,6 +187,12 @@ impl ApiKeys {
             if s.rec.expires_at.is_some_and(|e| now >= e) {
                 return Err(KeyAuthError::Expired);
             }
+            if s.access.disabled {
+                return Err(KeyAuthError::Disabled);
+            }
+            if !s.access.allows_ip(peer) {
+                return Err(KeyAuthError::AddressRefused);
+            }
             s.rec.usage.record(now);
             let newly_dirty = !s.dirty;
             s.dirty = true;
@@ -178,6 +200,7 @@ impl ApiKeys {
                 owner: s.rec.owner,
                 key_id: s.rec.key_id,
                 rate_limit: s.rec.rate_limit,
+                scopes: s.access.scopes,
             };
             (auth, newly_dirty)
         };
@@ -198,7 +221,11 @@ impl ApiKeys {
             .keys
             .iter()
             .rev()
-            .filter_map(|(_, h)| self.by_hash.get(h).map(|s| KeyView::of(&s.rec, now)))
+            .filter_map(|(_, h)| {
+                self.by_hash
+                    .get(h)
+                    .map(|s| KeyView::of(&s.rec, &s.access, now))
+            })
             .collect();
         drop(o);
         // Stable: keys created in the same millisecond stay newest first.
@@ -396,17 +423,27 @@ impl ApiKeys {
             created_at: now,
             expires_at: record.expires_at,
         };
-        let ev = ApiKeyEvent::Created {
-            record: Box::new(record),
-            revokes,
+        // A key with the default access is logged as the first round logged
+        // it, so that its record stays readable by an older binary.
+        let access = (req.access != KeyAccess::default()).then_some(req.access);
+        self.apply_created(o, &record, revokes, access.as_ref());
+        let record = Box::new(record);
+        let ev = match access {
+            None => ApiKeyEvent::Created { record, revokes },
+            Some(access) => ApiKeyEvent::CreatedWith {
+                record,
+                revokes,
+                access,
+            },
         };
-        if let ApiKeyEvent::Created { record, revokes } = &ev {
-            self.apply_created(o, record, *revokes);
-        }
         emit(&ev);
         Ok(new)
     }
 }
 
+#[path = "store_access.rs"]
+mod access;
 #[path = "store_replay.rs"]
 mod replay;
+
+pub use access::{CheckedKey, KeyCheck, KeyStatus};

@@ -4,7 +4,9 @@
 
 use uuid::Uuid;
 
-use super::super::{ApiKeyEvent, ApiKeysConfig, ApiKeysImage, KeyRecord};
+use super::super::{
+    ApiKeyEvent, ApiKeysConfig, ApiKeysImage, ApiKeysImageExt, KeyAccess, KeyRecord,
+};
 use super::{ApiKeys, KeyState, OwnerKeys, DAY_MS};
 use crate::clock::Millis;
 
@@ -16,7 +18,18 @@ impl ApiKeys {
         match ev {
             ApiKeyEvent::Created { record, revokes } => {
                 let mut o = self.owners.entry(record.owner).or_default();
-                self.apply_created(&mut o, record, *revokes);
+                self.apply_created(&mut o, record, *revokes, None);
+            }
+            ApiKeyEvent::CreatedWith {
+                record,
+                revokes,
+                access,
+            } => {
+                let mut o = self.owners.entry(record.owner).or_default();
+                self.apply_created(&mut o, record, *revokes, Some(access));
+            }
+            ApiKeyEvent::DisabledSet { key_id, disabled } => {
+                self.apply_disabled(*key_id, *disabled)
             }
             ApiKeyEvent::Revoked { key_id, at } => self.apply_revoked(*key_id, *at),
             ApiKeyEvent::Deleted { key_id } => {
@@ -46,8 +59,22 @@ impl ApiKeys {
     /// A copy of every key and recent creation for a snapshot, taken shard by
     /// shard while requests go on. Sorted, so equal states give equal images.
     pub fn image(&self) -> ApiKeysImage {
-        let mut keys: Vec<KeyRecord> = self.by_hash.iter().map(|s| s.rec.clone()).collect();
-        keys.sort_by_key(|k| (k.created_at, k.key_id));
+        self.image_full().0
+    }
+
+    /// [`Self::image`] and the third round's access rules, from one pass over
+    /// the keys so that a key's record and rules are copied together.
+    pub fn image_full(&self) -> (ApiKeysImage, ApiKeysImageExt) {
+        let mut keys = Vec::with_capacity(self.by_hash.len());
+        let mut access = Vec::new();
+        for s in self.by_hash.iter() {
+            keys.push(s.rec.clone());
+            if s.access != KeyAccess::default() {
+                access.push((s.rec.key_id, s.access.clone()));
+            }
+        }
+        keys.sort_by_key(|k: &KeyRecord| (k.created_at, k.key_id));
+        access.sort_by_key(|(id, _)| *id);
         let mut creations: Vec<_> = self
             .owners
             .iter()
@@ -59,7 +86,7 @@ impl ApiKeys {
             })
             .collect();
         creations.sort_by_key(|(owner, _)| *owner);
-        ApiKeysImage { keys, creations }
+        (ApiKeysImage { keys, creations }, ApiKeysImageExt { access })
     }
 
     /// The domain a snapshot describes. Usage in the image counts as flushed.
@@ -72,7 +99,21 @@ impl ApiKeys {
             let mut o = me.owners.entry(record.owner).or_default();
             // The image's creations are the whole truth about the daily
             // limit: a key's own creation may have been pruned from them.
-            me.insert_key(&mut o, &record);
+            me.insert_key(&mut o, &record, None);
+        }
+        me
+    }
+
+    /// The domain a snapshot with the third round's access rules describes.
+    pub fn restore_full(cfg: ApiKeysConfig, image: ApiKeysImage, ext: ApiKeysImageExt) -> Self {
+        let me = ApiKeys::restore(cfg, image);
+        for (key_id, access) in ext.access {
+            let Some(h) = me.by_id.get(&key_id).map(|h| *h) else {
+                continue;
+            };
+            if let Some(mut s) = me.by_hash.get_mut(&h) {
+                s.access = access;
+            }
         }
         me
     }
@@ -82,8 +123,9 @@ impl ApiKeys {
         o: &mut OwnerKeys,
         record: &KeyRecord,
         revokes: Option<Uuid>,
+        access: Option<&KeyAccess>,
     ) {
-        self.insert_key(o, record);
+        self.insert_key(o, record, access);
         let id = record.key_id;
         if !o.creations.iter().any(|(k, _)| *k == id) {
             // The same pruning as a live creation does before its check, so
@@ -98,7 +140,13 @@ impl ApiKeys {
     }
 
     /// Adds a key to the maps and its owner's list, unless it is there.
-    pub(super) fn insert_key(&self, o: &mut OwnerKeys, record: &KeyRecord) {
+    /// `access` `None` is the default access.
+    pub(super) fn insert_key(
+        &self,
+        o: &mut OwnerKeys,
+        record: &KeyRecord,
+        access: Option<&KeyAccess>,
+    ) {
         let id = record.key_id;
         // A key already here is this very key replayed over a snapshot that
         // holds it, perhaps with usage or a revocation: keep that.
@@ -106,6 +154,7 @@ impl ApiKeys {
             self.by_id.insert(id, record.hash);
             self.by_hash.entry(record.hash).or_insert_with(|| KeyState {
                 rec: record.clone(),
+                access: access.cloned().unwrap_or_default(),
                 dirty: false,
             });
         }
@@ -129,6 +178,15 @@ impl ApiKeys {
         if let Some(mut s) = self.by_hash.get_mut(&h) {
             // The first revocation stands; a replay of it changes nothing.
             s.rec.revoked_at.get_or_insert(at);
+        }
+    }
+
+    pub(super) fn apply_disabled(&self, key_id: Uuid, disabled: bool) {
+        let Some(h) = self.by_id.get(&key_id).map(|h| *h) else {
+            return;
+        };
+        if let Some(mut s) = self.by_hash.get_mut(&h) {
+            s.access.disabled = disabled;
         }
     }
 

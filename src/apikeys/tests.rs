@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::*;
 use crate::ids::AccountId;
 
+mod access;
 mod manage;
 mod replay;
 
@@ -19,6 +20,7 @@ const DAY: Millis = 24 * HOUR;
 const T0: Millis = 1_795_357_800_123;
 const ALICE: AccountId = AccountId(1);
 const BOB: AccountId = AccountId(2);
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn keys() -> ApiKeys {
     ApiKeys::new(ApiKeysConfig { keys_per_day: 5 })
@@ -54,13 +56,14 @@ fn create_returns_a_well_formed_key_once() {
     assert_eq!(new.expires_at, None);
     assert!(!format!("{new:?}").contains(&new.key));
     assert_eq!(log.lock().len(), 1);
-    let auth = k.verify(&new.key, T0).unwrap();
+    let auth = k.verify(&new.key, LOCAL, T0).unwrap();
     assert_eq!(
         auth,
         KeyAuth {
             owner: ALICE,
             key_id: new.key_id,
-            rate_limit: None
+            rate_limit: None,
+            scopes: ScopeSet::DEFAULT,
         }
     );
 }
@@ -76,19 +79,22 @@ fn verify_refuses_typos_unknown_revoked_expired_and_deleted_keys() {
     typo[20] = if typo[20] == b'x' { b'y' } else { b'x' };
     let typo = String::from_utf8(typo).unwrap();
     assert_eq!(
-        k.verify(&typo, T0),
+        k.verify(&typo, LOCAL, T0),
         Err(KeyAuthError::Malformed(FormatError::Checksum))
     );
     assert!(k
-        .verify(&typo, T0)
+        .verify(&typo, LOCAL, T0)
         .unwrap_err()
         .to_string()
         .contains("mistyped"));
     assert!(matches!(
-        k.verify("sk_live_short", T0),
+        k.verify("sk_live_short", LOCAL, T0),
         Err(KeyAuthError::Malformed(_))
     ));
-    assert_eq!(k.verify(&generate_key(), T0), Err(KeyAuthError::Unknown));
+    assert_eq!(
+        k.verify(&generate_key(), LOCAL, T0),
+        Err(KeyAuthError::Unknown)
+    );
 
     let expiring = k
         .create(
@@ -102,18 +108,21 @@ fn verify_refuses_typos_unknown_revoked_expired_and_deleted_keys() {
         )
         .unwrap();
     assert_eq!(expiring.expires_at, Some(T0 + 60_000));
-    assert!(k.verify(&expiring.key, T0 + 59_999).is_ok());
+    assert!(k.verify(&expiring.key, LOCAL, T0 + 59_999).is_ok());
     assert_eq!(
-        k.verify(&expiring.key, T0 + 60_000),
+        k.verify(&expiring.key, LOCAL, T0 + 60_000),
         Err(KeyAuthError::Expired)
     );
 
     k.revoke(ALICE, &good.key, T0 + 1, &mut emit).unwrap();
-    assert_eq!(k.verify(&good.key, T0 + 1), Err(KeyAuthError::Revoked));
+    assert_eq!(
+        k.verify(&good.key, LOCAL, T0 + 1),
+        Err(KeyAuthError::Revoked)
+    );
 
     let doomed = k.create(ALICE, named("doomed"), T0, &mut emit).unwrap();
     assert_eq!(k.delete_by_name(ALICE, "doomed", &mut emit), Ok(1));
-    assert_eq!(k.verify(&doomed.key, T0), Err(KeyAuthError::Unknown));
+    assert_eq!(k.verify(&doomed.key, LOCAL, T0), Err(KeyAuthError::Unknown));
     assert!(k.list(ALICE, T0).iter().all(|v| v.key_id != doomed.key_id));
 }
 
@@ -125,10 +134,10 @@ fn usage_is_counted_visible_at_once_and_flushed_in_one_absolute_record() {
     let b = k.create(ALICE, named("b"), T0, &mut emit).unwrap();
     assert_eq!(k.flush_usage(&mut emit), 0);
     for i in 0..3 {
-        k.verify(&a.key, T0 + i).unwrap();
+        k.verify(&a.key, LOCAL, T0 + i).unwrap();
     }
-    k.verify(&a.key, T0 + DAY).unwrap();
-    k.verify(&b.key, T0 + 5).unwrap();
+    k.verify(&a.key, LOCAL, T0 + DAY).unwrap();
+    k.verify(&b.key, LOCAL, T0 + 5).unwrap();
 
     let views = k.list(ALICE, T0 + DAY);
     let va = views.iter().find(|v| v.key_id == a.key_id).unwrap();
@@ -139,7 +148,7 @@ fn usage_is_counted_visible_at_once_and_flushed_in_one_absolute_record() {
 
     assert_eq!(k.flush_usage(&mut emit), 2);
     assert_eq!(k.flush_usage(&mut emit), 0);
-    k.verify(&a.key, T0 + DAY + 1).unwrap();
+    k.verify(&a.key, LOCAL, T0 + DAY + 1).unwrap();
     assert_eq!(k.flush_usage(&mut emit), 1);
     let log = log.lock();
     assert_eq!(
@@ -167,7 +176,7 @@ fn concurrent_verifies_count_every_use() {
             let (k, key) = (k.clone(), new.key.clone());
             std::thread::spawn(move || {
                 for _ in 0..250 {
-                    k.verify(&key, T0).unwrap();
+                    k.verify(&key, LOCAL, T0).unwrap();
                 }
             })
         })
@@ -242,7 +251,7 @@ fn sixth_key_in_a_day_is_refused_until_the_first_leaves_the_window() {
     );
     // Replacing the primary key is a creation too.
     assert!(matches!(
-        k.replace_primary(ALICE, None, T0 + DAY, &mut emit),
+        k.replace_primary(ALICE, None, KeyAccess::default(), T0 + DAY, &mut emit),
         Err(ApiKeyError::DailyLimit { .. })
     ));
 }
@@ -353,7 +362,7 @@ fn invalid_fields_are_named() {
             &mut emit,
         )
         .unwrap();
-    let auth = k.verify(&ok.key, T0).unwrap();
+    let auth = k.verify(&ok.key, LOCAL, T0).unwrap();
     assert_eq!(
         auth.rate_limit,
         Some(KeyRateLimit {

@@ -6,7 +6,7 @@
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use super::{KeyRateLimit, KeyRecord, KeyUsage};
+use super::{KeyAccess, KeyRateLimit, KeyRecord, KeyUsage};
 use crate::clock::{day_number, day_string, rfc3339, Millis};
 
 /// How many calendar days `usage_by_day` covers, today included.
@@ -69,11 +69,21 @@ pub struct KeyView {
     pub primary: bool,
     /// Its own rate limit.
     pub rate_limit: Option<KeyRateLimit>,
+    /// Every scope name it has: built-in ones, then the owner's own.
+    pub scopes: Vec<String>,
+    /// The networks it may be used from (CIDR strings); empty = anywhere.
+    pub allowed_ips: Vec<String>,
+    /// Whether it is disabled.
+    pub disabled: bool,
+    /// The owner's `meta` as JSON text; the HTTP layer puts it in the item
+    /// as an object (this module does not know JSON).
+    #[serde(skip)]
+    pub meta: Option<String>,
 }
 
 impl KeyView {
     /// The view of `rec` at `now`.
-    pub(super) fn of(rec: &KeyRecord, now: Millis) -> Self {
+    pub(super) fn of(rec: &KeyRecord, access: &KeyAccess, now: Millis) -> Self {
         KeyView {
             key_id: rec.key_id,
             name: rec.name.clone(),
@@ -88,6 +98,10 @@ impl KeyView {
             expired: rec.expires_at.is_some_and(|e| now >= e),
             primary: rec.primary,
             rate_limit: rec.rate_limit,
+            scopes: access.scope_names(),
+            allowed_ips: access.allowed_ips.iter().map(|c| c.to_string()).collect(),
+            disabled: access.disabled,
+            meta: access.meta.clone(),
         }
     }
 }
@@ -194,7 +208,7 @@ mod tests {
 
     #[test]
     fn usage_by_day_is_thirty_days_oldest_first_with_zeros() {
-        let v = KeyView::of(&record(), NOW);
+        let v = KeyView::of(&record(), &KeyAccess::default(), NOW);
         assert_eq!(v.usage_by_day.len(), 30);
         assert_eq!(v.usage_by_day[0].day, "2026-10-24");
         assert_eq!(v.usage_by_day[0].count, 3);
@@ -208,7 +222,7 @@ mod tests {
         );
         assert_eq!(v.usage_by_day.iter().map(|d| d.count).sum::<u64>(), 20);
         // A day later the oldest day falls out.
-        let later = KeyView::of(&record(), NOW + DAY_MS);
+        let later = KeyView::of(&record(), &KeyAccess::default(), NOW + DAY_MS);
         assert_eq!(later.usage_by_day[0].day, "2026-10-25");
         assert_eq!(later.usage_by_day.iter().map(|d| d.count).sum::<u64>(), 17);
         assert!(later.expired);
@@ -217,7 +231,7 @@ mod tests {
 
     #[test]
     fn list_item_json_shape() {
-        let j = serde_json::to_value(KeyView::of(&record(), NOW)).unwrap();
+        let j = serde_json::to_value(KeyView::of(&record(), &KeyAccess::default(), NOW)).unwrap();
         for field in [
             "key_id",
             "name",
@@ -228,6 +242,9 @@ mod tests {
             "usage_by_day",
             "expires_at",
             "revoked",
+            "scopes",
+            "allowed_ips",
+            "disabled",
         ] {
             assert!(j.get(field).is_some(), "missing {field}: {j}");
         }
@@ -237,11 +254,23 @@ mod tests {
         assert_eq!(j["usage_by_day"][29]["count"], 12);
         assert_eq!(j["revoked"], false);
         assert_eq!(j["key_prefix"], "sk_live_AbCd");
+        assert_eq!(
+            j["scopes"],
+            serde_json::json!([
+                "pool:read",
+                "pool:write",
+                "keys:read",
+                "keys:write",
+                "purchase"
+            ])
+        );
+        assert_eq!(j["allowed_ips"], serde_json::json!([]));
+        assert_eq!(j["disabled"], false);
     }
 
     #[test]
     fn key_preference_shape() {
-        let v = KeyView::of(&record(), NOW);
+        let v = KeyView::of(&record(), &KeyAccess::default(), NOW);
         let j = serde_json::to_value(KeyPreference::new(Some(&v), 250)).unwrap();
         assert_eq!(
             j,

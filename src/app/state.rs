@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Accounts, AccountsImage};
-use crate::apikeys::{ApiKeys, ApiKeysImage};
+use crate::apikeys::{ApiKeys, ApiKeysImage, ApiKeysImageExt};
 use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
@@ -39,10 +39,25 @@ pub struct StateImage {
     pub pools_ext: PoolImageExt,
     /// Second round: answers kept for `Idempotency-Key` retries.
     pub idempotency: IdemImage,
+    /// Third round: API keys' scopes, IP allowlists and disabled flags.
+    pub apikeys_ext: ApiKeysImageExt,
+}
+
+/// The second round's snapshot layout.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StateImageV2 {
+    pools: PoolImage,
+    accounts: AccountsImage,
+    apikeys: ApiKeysImage,
+    purchases: PurchasesImage,
+    pools_ext: PoolImageExt,
+    idempotency: IdemImage,
 }
 
 /// The first round's snapshot layout.
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct StateImageV1 {
     pools: PoolImage,
     accounts: AccountsImage,
@@ -51,23 +66,37 @@ struct StateImageV1 {
 }
 
 impl StateImage {
-    /// Decodes a snapshot of this layout or of the first round's (which has
-    /// none of the later fields).
+    /// Decodes a snapshot of this layout, of the second round's, or of the
+    /// first round's (which lack the later fields).
     pub fn decode(bytes: &[u8]) -> Result<StateImage, codec::CodecError> {
         match codec::decode_snapshot::<StateImage>(bytes) {
             Ok(image) => Ok(image),
-            Err(e) => match codec::decode_snapshot::<StateImageV1>(bytes) {
-                Ok(v1) => Ok(StateImage {
-                    pools: v1.pools,
-                    accounts: v1.accounts,
-                    apikeys: v1.apikeys,
-                    purchases: v1.purchases,
-                    pools_ext: PoolImageExt::default(),
-                    idempotency: IdemImage::default(),
+            Err(e) => match codec::decode_snapshot::<StateImageV2>(bytes) {
+                Ok(v2) => Ok(StateImage {
+                    pools: v2.pools,
+                    accounts: v2.accounts,
+                    apikeys: v2.apikeys,
+                    purchases: v2.purchases,
+                    pools_ext: v2.pools_ext,
+                    idempotency: v2.idempotency,
+                    apikeys_ext: ApiKeysImageExt::default(),
                 }),
-                Err(_) => Err(e),
+                Err(_) => Self::decode_v1(bytes).ok_or(e),
             },
         }
+    }
+
+    fn decode_v1(bytes: &[u8]) -> Option<StateImage> {
+        let v1 = codec::decode_snapshot::<StateImageV1>(bytes).ok()?;
+        Some(StateImage {
+            pools: v1.pools,
+            accounts: v1.accounts,
+            apikeys: v1.apikeys,
+            purchases: v1.purchases,
+            pools_ext: PoolImageExt::default(),
+            idempotency: IdemImage::default(),
+            apikeys_ext: ApiKeysImageExt::default(),
+        })
     }
 }
 
@@ -104,7 +133,7 @@ impl State {
                 State {
                     pools: Pools::restore_full(pool_cfg, image.pools, image.pools_ext),
                     accounts: Accounts::restore(acc_cfg, image.accounts),
-                    apikeys: ApiKeys::restore(key_cfg, image.apikeys),
+                    apikeys: ApiKeys::restore_full(key_cfg, image.apikeys, image.apikeys_ext),
                     purchases: Purchases::restore(pur_cfg, image.purchases),
                     idempotency: Idempotency::restore(image.idempotency),
                     epoch,
@@ -149,13 +178,82 @@ impl State {
     /// Copies the whole state, one lock at a time.
     pub fn image(&self) -> StateImage {
         let (pools, pools_ext) = self.pools.image_full();
+        let (apikeys, apikeys_ext) = self.apikeys.image_full();
         StateImage {
             pools,
             accounts: self.accounts.image(),
-            apikeys: self.apikeys.image(),
+            apikeys,
             purchases: self.purchases.image(),
             pools_ext,
             idempotency: self.idempotency.image(),
+            apikeys_ext,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apikeys::KeyAccess;
+
+    fn apikeys_image() -> ApiKeysImage {
+        let k = ApiKeys::new(crate::apikeys::ApiKeysConfig { keys_per_day: 5 });
+        let req = crate::apikeys::CreateKey {
+            name: Some("k".into()),
+            ..Default::default()
+        };
+        k.create(crate::ids::AccountId(1), req, 1_000, &mut |_| {})
+            .unwrap();
+        k.image()
+    }
+
+    #[test]
+    fn snapshots_of_every_earlier_layout_decode() {
+        let apikeys = apikeys_image();
+        let v1 = codec::encode(&StateImageV1 {
+            pools: PoolImage::default(),
+            accounts: AccountsImage::default(),
+            apikeys: apikeys.clone(),
+            purchases: PurchasesImage::default(),
+        })
+        .unwrap();
+        let v2 = codec::encode(&StateImageV2 {
+            pools: PoolImage::default(),
+            accounts: AccountsImage::default(),
+            apikeys: apikeys.clone(),
+            purchases: PurchasesImage::default(),
+            pools_ext: PoolImageExt::default(),
+            idempotency: IdemImage::default(),
+        })
+        .unwrap();
+        let ext = ApiKeysImageExt {
+            access: vec![(
+                apikeys.keys[0].key_id,
+                KeyAccess {
+                    disabled: true,
+                    ..KeyAccess::default()
+                },
+            )],
+        };
+        let v3 = codec::encode(&StateImage {
+            pools: PoolImage::default(),
+            accounts: AccountsImage::default(),
+            apikeys: apikeys.clone(),
+            purchases: PurchasesImage::default(),
+            pools_ext: PoolImageExt::default(),
+            idempotency: IdemImage::default(),
+            apikeys_ext: ext.clone(),
+        })
+        .unwrap();
+        for (name, bytes, want_ext) in [
+            ("v1", &v1, ApiKeysImageExt::default()),
+            ("v2", &v2, ApiKeysImageExt::default()),
+            ("v3", &v3, ext),
+        ] {
+            let image = StateImage::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(image.apikeys, apikeys, "{name}");
+            assert_eq!(image.apikeys_ext, want_ext, "{name}");
+        }
+        assert!(StateImage::decode(&v3[..v3.len() - 1]).is_err());
     }
 }

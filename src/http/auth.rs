@@ -1,6 +1,7 @@
 //! Who is calling: turns the request's credential into a [`Caller`], counts the
-//! session use or the key use, applies the per-key rate limit, and charges the
-//! per-IP limit for missing or wrong credentials.
+//! session use or the key use, applies the key's IP allowlist, its scope for
+//! the route (`Ctx::scope`, from `Route::scope`: one bit test) and the per-key
+//! rate limit, and charges the per-IP limit for missing or wrong credentials.
 
 use hyper::StatusCode;
 use uuid::Uuid;
@@ -9,7 +10,7 @@ use super::request::{credential, Credential};
 use super::response::ApiError;
 use super::{Ctx, Http};
 use crate::accounts::{is_session_token, SessionError};
-use crate::apikeys::KeyAuthError;
+use crate::apikeys::{KeyAuthError, Scope, ScopeSet};
 use crate::ids::AccountId;
 
 /// How the caller proved who they are.
@@ -30,6 +31,9 @@ pub struct Caller {
     pub account: AccountId,
     /// The credential used.
     pub via: Via,
+    /// What the credential may do: an API key's scopes; every scope for a
+    /// session or the open pool.
+    pub scopes: ScopeSet,
 }
 
 /// Which credentials a route takes.
@@ -44,7 +48,8 @@ pub enum Need {
 }
 
 impl Http {
-    /// Authenticates the request, or answers 401/429.
+    /// Authenticates the request, or answers 401/429; an API key without the
+    /// route's scope or used from an address it does not allow gets 403.
     pub fn authenticate(&self, ctx: &Ctx, need: Need) -> Result<Caller, ApiError> {
         let now = self.app.now();
         let refused = |e: ApiError| self.charge_ip(ctx, e);
@@ -52,6 +57,7 @@ impl Http {
             Credential::None if need == Need::Pool && self.app.config.open_pool => Ok(Caller {
                 account: AccountId::ANONYMOUS,
                 via: Via::Anonymous,
+                scopes: ScopeSet::ALL,
             }),
             Credential::None => Err(refused(ApiError::unauthorized(match need {
                 Need::Session => "Missing session token: log in and send it as Authorization: Bearer <token>.",
@@ -63,8 +69,14 @@ impl Http {
             Credential::ApiKey(_) if need == Need::Session => Err(refused(ApiError::unauthorized(
                 "This route needs a session token from /login, not an API key.",
             ))),
-            Credential::ApiKey(key) => match self.app.state().apikeys.verify(key, now) {
+            Credential::ApiKey(key) => match self.app.state().apikeys.verify(key, ctx.peer.ip(), now)
+            {
                 Ok(auth) => {
+                    if let Some(s) = ctx.scope {
+                        if !auth.scopes.has(s) {
+                            return Err(lacks_scope(s));
+                        }
+                    }
                     if let Some(limit) = auth.rate_limit {
                         self.limits
                             .check_key(auth.key_id, limit)
@@ -73,8 +85,12 @@ impl Http {
                     Ok(Caller {
                         account: auth.owner,
                         via: Via::ApiKey(auth.key_id),
+                        scopes: auth.scopes,
                     })
                 }
+                Err(KeyAuthError::AddressRefused) => Err(ApiError::forbidden(
+                    "This API key may not be used from this address.",
+                )),
                 Err(e) => Err(refused(ApiError::unauthorized(match e {
                     KeyAuthError::Malformed(_) => {
                         "The API key is malformed or mistyped (its checksum does not match); check it and try again."
@@ -82,12 +98,16 @@ impl Http {
                     KeyAuthError::Unknown => "Invalid API key.",
                     KeyAuthError::Revoked => "This API key has been revoked.",
                     KeyAuthError::Expired => "This API key has expired.",
+                    KeyAuthError::Disabled => "This API key is disabled.",
+                    // Answered 403 above; the sentence is the same.
+                    KeyAuthError::AddressRefused => "This API key may not be used from this address.",
                 }))),
             },
             Credential::Session(token) => match self.app.state().accounts.use_session(token, now) {
                 Ok(s) => Ok(Caller {
                     account: s.account,
                     via: Via::Session,
+                    scopes: ScopeSet::ALL,
                 }),
                 Err(SessionError::Expired) => Err(refused(ApiError::unauthorized(
                     "Session expired. Please log in again.",
@@ -120,6 +140,11 @@ impl Http {
             .check_ip(ctx.peer.ip())
             .map_err(ApiError::rate_limited)
     }
+}
+
+/// 403 for an API key without the scope a route needs.
+pub fn lacks_scope(s: Scope) -> ApiError {
+    ApiError::forbidden(format!("This API key lacks the scope `{}`.", s.name()))
 }
 
 /// 403 for a caller reaching for another account's data on seed 003's routes.

@@ -70,6 +70,9 @@ pub struct Ctx {
     pub peer: SocketAddr,
     /// The path, raw.
     pub path: String,
+    /// The scope an API key needs for this route and method
+    /// ([`Route::scope`]); checked by `authenticate`.
+    pub scope: Option<crate::apikeys::Scope>,
     /// The body, until a handler reads it.
     body: Option<Incoming>,
     /// The body once read.
@@ -174,7 +177,9 @@ impl Http {
                 } else {
                     parts.method
                 };
+                let scope = route.scope(&method);
                 let mut ctx = Ctx {
+                    scope,
                     method,
                     headers: parts.headers,
                     query: parts.uri.query().map(str::to_owned),

@@ -5,6 +5,8 @@
 
 use hyper::Method;
 
+use crate::apikeys::Scope;
+
 /// Every route of the contract. Path parameters are carried raw (not decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -49,6 +51,12 @@ pub enum Route<'a> {
     VideoPurchase,
     PurchaseStatus(&'a str),
     VideoStream(&'a str),
+    /// `/api/keys/{key_id}/disable`.
+    KeyDisable(&'a str),
+    /// `/api/keys/{key_id}/enable`.
+    KeyEnable(&'a str),
+    /// `/api/keys/verify`.
+    KeysVerify,
 }
 
 impl Route<'_> {
@@ -88,6 +96,9 @@ impl Route<'_> {
             Route::VideoPurchase => "/video/purchase",
             Route::PurchaseStatus(_) => "/video/purchase/{purchase_id}",
             Route::VideoStream(_) => "/video/stream/{video_id}",
+            Route::KeyDisable(_) => "/api/keys/{key_id}/disable",
+            Route::KeyEnable(_) => "/api/keys/{key_id}/enable",
+            Route::KeysVerify => "/api/keys/verify",
         }
     }
 
@@ -110,7 +121,10 @@ impl Route<'_> {
             | Route::GenerateKey
             | Route::RevokeKey
             | Route::UserKey
-            | Route::VideoPurchase => "POST, OPTIONS",
+            | Route::VideoPurchase
+            | Route::KeyDisable(_)
+            | Route::KeyEnable(_)
+            | Route::KeysVerify => "POST, OPTIONS",
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
@@ -124,6 +138,53 @@ impl Route<'_> {
         }
         let m = method.as_str();
         self.allow().split(", ").any(|a| a == m)
+    }
+
+    /// The scope an API key needs for `method` on this route: the one table
+    /// of route → scope (sessions have every scope). `None`: no scope is
+    /// needed (public routes, or ones that take no API key).
+    pub fn scope(&self, method: &Method) -> Option<Scope> {
+        let read = method == Method::GET || method == Method::HEAD;
+        match self {
+            Route::Key(_) | Route::PoolKey(..) if read => Some(Scope::PoolRead),
+            Route::Stats | Route::PoolStats(_) | Route::Pools => Some(Scope::PoolRead),
+            // `GET /keys` is a checkout: it changes the pool.
+            Route::Keys
+            | Route::PoolKeys(_)
+            | Route::Key(_)
+            | Route::PoolKey(..)
+            | Route::Keepalive(_)
+            | Route::PoolKeepalive(..)
+            | Route::Lease(_)
+            | Route::PoolLease(..)
+            | Route::Pool(_) => Some(Scope::PoolWrite),
+            Route::ListKeys | Route::UserUsageOf(_) => Some(Scope::KeysRead),
+            Route::UserKeyOf(_) if read => Some(Scope::KeysRead),
+            Route::UserKeyOf(_)
+            | Route::ApiKeyCreate
+            | Route::ApiKeyDelete
+            | Route::GenerateKey
+            | Route::RevokeKey
+            | Route::UserKey
+            | Route::KeyDisable(_)
+            | Route::KeyEnable(_) => Some(Scope::KeysWrite),
+            Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
+            Route::KeysVerify => Some(Scope::KeysVerify),
+            // Public, or a credential that is not an API key (a session, a
+            // stream token), or optional (`/video/info` only shows whether
+            // the caller bought the video).
+            Route::Index
+            | Route::Asset(_)
+            | Route::OpenApi
+            | Route::Healthz
+            | Route::Metrics
+            | Route::Register
+            | Route::Login
+            | Route::Logout
+            | Route::VideoInfo
+            | Route::PurchaseStatus(_)
+            | Route::VideoStream(_) => None,
+        }
     }
 
     /// Seed 003's routes answer errors with `"success": false`.
@@ -171,6 +232,9 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::VideoPurchase,
     Route::PurchaseStatus("{purchase_id}"),
     Route::VideoStream("{video_id}"),
+    Route::KeyDisable("{key_id}"),
+    Route::KeyEnable("{key_id}"),
+    Route::KeysVerify,
 ];
 
 /// A new variant of [`Route`] stops compiling here until it is added to
@@ -211,7 +275,10 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::VideoInfo
         | Route::VideoPurchase
         | Route::PurchaseStatus(_)
-        | Route::VideoStream(_) => {}
+        | Route::VideoStream(_)
+        | Route::KeyDisable(_)
+        | Route::KeyEnable(_)
+        | Route::KeysVerify => {}
     }
 }
 
@@ -286,6 +353,13 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
             Route::UserUsageOf(e)
         }
         [Some("api"), Some("user"), Some("pin"), None, ..] => Route::UserPin,
+        [Some("api"), Some("keys"), Some("verify"), None, ..] => Route::KeysVerify,
+        [Some("api"), Some("keys"), Some(id), Some("disable"), None] if nonempty(id) => {
+            Route::KeyDisable(id)
+        }
+        [Some("api"), Some("keys"), Some(id), Some("enable"), None] if nonempty(id) => {
+            Route::KeyEnable(id)
+        }
         [Some("video"), Some("info"), None, ..] => Route::VideoInfo,
         [Some("video"), Some("purchase"), None, ..] => Route::VideoPurchase,
         [Some("video"), Some("purchase"), Some(id), None, ..] if nonempty(id) => {
@@ -332,6 +406,10 @@ mod tests {
                 "/video/stream/featured",
                 Some(Route::VideoStream("featured")),
             ),
+            ("/api/keys/verify", Some(Route::KeysVerify)),
+            ("/api/keys/k1/disable", Some(Route::KeyDisable("k1"))),
+            ("/api/keys/k1/enable", Some(Route::KeyEnable("k1"))),
+            ("/api/keys/k1", None),
             ("/nope", None),
             ("/a/b/c/d/e/f", None),
             ("", None),
@@ -449,5 +527,47 @@ mod tests {
         assert!(Route::Key("x").allows(&Method::DELETE));
         assert!(Route::Healthz.allows(&Method::OPTIONS));
         assert_eq!(Route::Keepalive("x").allow(), "PUT, OPTIONS");
+    }
+
+    #[test]
+    fn scopes_of_routes() {
+        use Scope::*;
+        let (g, p, u, d) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+        let cases: &[(Route, &Method, Option<Scope>)] = &[
+            (Route::Key("k"), &g, Some(PoolRead)),
+            (Route::PoolKey("p", "k"), &Method::HEAD, Some(PoolRead)),
+            (Route::Stats, &g, Some(PoolRead)),
+            (Route::PoolStats("p"), &g, Some(PoolRead)),
+            (Route::Pools, &g, Some(PoolRead)),
+            (Route::Keys, &g, Some(PoolWrite)),
+            (Route::Keys, &p, Some(PoolWrite)),
+            (Route::PoolKeys("p"), &g, Some(PoolWrite)),
+            (Route::Key("k"), &u, Some(PoolWrite)),
+            (Route::Key("k"), &d, Some(PoolWrite)),
+            (Route::PoolKey("p", "k"), &d, Some(PoolWrite)),
+            (Route::Lease("k"), &u, Some(PoolWrite)),
+            (Route::PoolLease("p", "k"), &u, Some(PoolWrite)),
+            (Route::Keepalive("k"), &u, Some(PoolWrite)),
+            (Route::PoolKeepalive("p", "k"), &u, Some(PoolWrite)),
+            (Route::Pool("p"), &d, Some(PoolWrite)),
+            (Route::ListKeys, &g, Some(KeysRead)),
+            (Route::UserKeyOf("e"), &g, Some(KeysRead)),
+            (Route::UserUsageOf("e"), &g, Some(KeysRead)),
+            (Route::UserKeyOf("e"), &d, Some(KeysWrite)),
+            (Route::GenerateKey, &p, Some(KeysWrite)),
+            (Route::RevokeKey, &p, Some(KeysWrite)),
+            (Route::UserKey, &p, Some(KeysWrite)),
+            (Route::KeyDisable("k"), &p, Some(KeysWrite)),
+            (Route::KeyEnable("k"), &p, Some(KeysWrite)),
+            (Route::UserPin, &u, Some(Purchase)),
+            (Route::VideoPurchase, &p, Some(Purchase)),
+            (Route::KeysVerify, &p, Some(KeysVerify)),
+            (Route::Healthz, &g, None),
+            (Route::Login, &p, None),
+            (Route::VideoInfo, &g, None),
+        ];
+        for (route, method, want) in cases {
+            assert_eq!(route.scope(method), *want, "{method} {}", route.label());
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - `pipelined`: kill -9 during pipelined group commits; every acknowledged change survives.
 //! - `idempotency`: `Idempotency-Key` retries get the first answer, across kill -9.
 //! - `leases`: named pools, sealed values, ttl, batch and long-poll checkout, lease extension, cooldown.
+//! - `platform`: API-key scopes and roles, IP allowlists, disable/enable, verify.
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `undone`: a change answered 503 did not happen (failed writes and flushes).
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
@@ -28,6 +29,7 @@ mod hostile;
 mod idempotency;
 mod leases;
 mod pipelined;
+mod platform;
 mod pool;
 mod purchase;
 mod support;

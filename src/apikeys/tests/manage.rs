@@ -37,7 +37,7 @@ fn revoke_by_key_id_or_prefix_only_among_the_callers_keys() {
         );
     }
     assert_eq!(log.lock().len(), n);
-    assert!(k.verify(&by_key.key, T0).is_ok());
+    assert!(k.verify(&by_key.key, LOCAL, T0).is_ok());
 
     assert_eq!(
         k.revoke(ALICE, &by_key.key, T0 + 1, &mut emit),
@@ -52,9 +52,9 @@ fn revoke_by_key_id_or_prefix_only_among_the_callers_keys() {
         Ok(by_prefix.key_id)
     );
     for key in [&by_key.key, &by_id.key, &by_prefix.key] {
-        assert_eq!(k.verify(key, T0 + 1), Err(KeyAuthError::Revoked));
+        assert_eq!(k.verify(key, LOCAL, T0 + 1), Err(KeyAuthError::Revoked));
     }
-    assert!(k.verify(&bobs.key, T0 + 1).is_ok());
+    assert!(k.verify(&bobs.key, LOCAL, T0 + 1).is_ok());
     // Again: fine, and logs nothing more.
     let n = log.lock().len();
     assert_eq!(
@@ -122,13 +122,13 @@ fn delete_by_name_is_the_callers_only() {
         k.delete_by_name(AccountId(9), "dev2", &mut emit),
         Err(ApiKeyError::NotFound)
     );
-    assert!(k.verify(&bobs.key, T0).is_ok());
+    assert!(k.verify(&bobs.key, LOCAL, T0).is_ok());
     assert_eq!(k.delete_by_name(ALICE, "dev1", &mut emit), Ok(1));
     assert_eq!(
         k.delete_by_name(ALICE, "dev1", &mut emit),
         Err(ApiKeyError::NotFound)
     );
-    assert_eq!(k.verify(&alices.key, T0), Err(KeyAuthError::Unknown));
+    assert_eq!(k.verify(&alices.key, LOCAL, T0), Err(KeyAuthError::Unknown));
     assert!(k.list(ALICE, T0).is_empty());
     // The name is free again.
     assert!(k.create(ALICE, named("dev1"), T0, &mut emit).is_ok());
@@ -172,13 +172,19 @@ fn primary_key_is_replaced_and_revoked() {
     assert_eq!(k.primary(ALICE, T0), None);
 
     let first = k
-        .replace_primary(ALICE, Some("Production Key".into()), T0, &mut emit)
+        .replace_primary(
+            ALICE,
+            Some("Production Key".into()),
+            KeyAccess::default(),
+            T0,
+            &mut emit,
+        )
         .unwrap();
     let p = k.primary(ALICE, T0).unwrap();
     assert_eq!(p.key_id, first.key_id);
     assert_eq!(p.name.as_deref(), Some("Production Key"));
     assert!(p.primary);
-    k.verify(&first.key, T0 + 5).unwrap();
+    k.verify(&first.key, LOCAL, T0 + 5).unwrap();
     let pref = KeyPreference::new(k.primary(ALICE, T0 + 5).as_ref(), 1000);
     assert!(pref.has_key);
     assert_eq!(pref.usage_count, 1);
@@ -187,7 +193,13 @@ fn primary_key_is_replaced_and_revoked() {
     // Replacing keeps the name available and revokes the old key in the
     // same record.
     let second = k
-        .replace_primary(ALICE, Some("Production Key".into()), T0 + 10, &mut emit)
+        .replace_primary(
+            ALICE,
+            Some("Production Key".into()),
+            KeyAccess::default(),
+            T0 + 10,
+            &mut emit,
+        )
         .unwrap();
     assert_eq!(
         log.lock().last(),
@@ -202,7 +214,10 @@ fn primary_key_is_replaced_and_revoked() {
             revokes: Some(first.key_id),
         })
     );
-    assert_eq!(k.verify(&first.key, T0 + 10), Err(KeyAuthError::Revoked));
+    assert_eq!(
+        k.verify(&first.key, LOCAL, T0 + 10),
+        Err(KeyAuthError::Revoked)
+    );
     assert_eq!(k.primary(ALICE, T0 + 10).unwrap().key_id, second.key_id);
     assert_eq!(k.primary(BOB, T0 + 10), None);
 
@@ -210,7 +225,10 @@ fn primary_key_is_replaced_and_revoked() {
         k.revoke_primary(ALICE, T0 + 20, &mut emit),
         Ok(second.key_id)
     );
-    assert_eq!(k.verify(&second.key, T0 + 20), Err(KeyAuthError::Revoked));
+    assert_eq!(
+        k.verify(&second.key, LOCAL, T0 + 20),
+        Err(KeyAuthError::Revoked)
+    );
     assert_eq!(k.primary(ALICE, T0 + 20), None);
     assert_eq!(
         k.revoke_primary(ALICE, T0 + 20, &mut emit),

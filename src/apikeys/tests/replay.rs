@@ -14,14 +14,20 @@ fn busy_domain() -> (ApiKeys, Vec<ApiKeyEvent>, Vec<NewKey>) {
                 .unwrap(),
         );
     }
-    made.push(k.replace_primary(BOB, None, T0 + 10, &mut emit).unwrap());
-    made.push(k.replace_primary(BOB, None, T0 + 11, &mut emit).unwrap());
+    made.push(
+        k.replace_primary(BOB, None, KeyAccess::default(), T0 + 10, &mut emit)
+            .unwrap(),
+    );
+    made.push(
+        k.replace_primary(BOB, None, KeyAccess::default(), T0 + 11, &mut emit)
+            .unwrap(),
+    );
     for _ in 0..3 {
-        k.verify(&made[0].key, T0 + 20).unwrap();
+        k.verify(&made[0].key, LOCAL, T0 + 20).unwrap();
     }
     k.flush_usage(&mut emit);
-    k.verify(&made[0].key, T0 + DAY).unwrap();
-    k.verify(&made[2].key, T0 + DAY).unwrap();
+    k.verify(&made[0].key, LOCAL, T0 + DAY).unwrap();
+    k.verify(&made[2].key, LOCAL, T0 + DAY).unwrap();
     k.flush_usage(&mut emit);
     k.revoke(ALICE, &made[1].key, T0 + 30, &mut emit).unwrap();
     k.delete_by_name(ALICE, "k3", &mut emit).unwrap();
@@ -58,11 +64,23 @@ fn replaying_the_log_reproduces_the_state_even_twice_or_over_a_snapshot() {
     assert_eq!(r.list(ALICE, T0 + DAY), live.list(ALICE, T0 + DAY));
     assert_eq!(r.list(BOB, T0 + DAY), live.list(BOB, T0 + DAY));
     assert_eq!(r.primary(BOB, T0 + DAY), live.primary(BOB, T0 + DAY));
-    assert_eq!(r.verify(&made[0].key, T0 + DAY).unwrap().owner, ALICE);
-    assert_eq!(r.verify(&made[1].key, T0), Err(KeyAuthError::Revoked));
-    assert_eq!(r.verify(&made[3].key, T0), Err(KeyAuthError::Unknown));
-    assert_eq!(r.verify(&made[4].key, T0), Err(KeyAuthError::Revoked));
-    assert!(r.verify(&made[5].key, T0).is_ok());
+    assert_eq!(
+        r.verify(&made[0].key, LOCAL, T0 + DAY).unwrap().owner,
+        ALICE
+    );
+    assert_eq!(
+        r.verify(&made[1].key, LOCAL, T0),
+        Err(KeyAuthError::Revoked)
+    );
+    assert_eq!(
+        r.verify(&made[3].key, LOCAL, T0),
+        Err(KeyAuthError::Unknown)
+    );
+    assert_eq!(
+        r.verify(&made[4].key, LOCAL, T0),
+        Err(KeyAuthError::Revoked)
+    );
+    assert!(r.verify(&made[5].key, LOCAL, T0).is_ok());
     // The daily limit survives the restore: Alice created 3 (one deleted),
     // Bob 3.
     let (_, mut emit) = recorder();

@@ -1,18 +1,22 @@
 //! API-key management: seed 000 (`/api/key/create`, `/api/key/delete`), seed 001
 //! (`/generate-key`, `/list-keys`, `/revoke-key`) and seed 003
-//! (`/api/user/key…`, `/api/user/usage/{email}`). The full key appears in a
+//! (`/api/user/key…`, `/api/user/usage/{email}`), and the platform's
+//! disable/enable and verify (`/api/keys/…`). The full key appears in a
 //! response once, at creation, and nowhere else.
 
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::super::auth::{not_yours, Caller, Need};
+use super::super::auth::{not_yours, Caller, Need, Via};
 use super::super::idem::{self, Begun};
 use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::param;
-use crate::apikeys::{ApiKeyError, CreateKey, KeyPreference, KeyRateLimit};
+use crate::apikeys::{
+    valid_scope_name, ApiKeyError, CreateKey, KeyAccess, KeyPreference, KeyRateLimit, KeyStatus,
+    MAX_META_BYTES,
+};
 use crate::clock::rfc3339;
 use crate::event::EventRef;
 
@@ -77,6 +81,7 @@ pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
             expires_in: None,
             rate_limit: None,
             primary: false,
+            access: KeyAccess::default(),
         },
     )
     .await?;
@@ -118,12 +123,64 @@ struct Generate {
     expires_in: Option<u64>,
     #[serde(default)]
     rate_limit: Option<KeyRateLimit>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<Value>,
+}
+
+/// The platform's optional access fields of a new key (not `#[serde(flatten)]`
+/// into the bodies: flattening loses the field's name from type errors).
+struct AccessFields<'a> {
+    scopes: Option<&'a [String]>,
+    role: Option<&'a str>,
+    allowed_ips: Option<&'a [String]>,
+    meta: Option<&'a Value>,
+}
+
+impl AccessFields<'_> {
+    /// The access asked for, refused with 400 (naming the field) when invalid
+    /// and 403 when an API key asks for a built-in scope it does not have
+    /// itself: a key cannot make a key mightier than itself.
+    fn access(&self, caller: Caller) -> Result<KeyAccess, ApiError> {
+        let mut access =
+            KeyAccess::from_request(self.scopes, self.role, self.allowed_ips).map_err(key_error)?;
+        if let Some(meta) = self.meta {
+            let text = meta.to_string();
+            if !meta.is_object() || text.len() > MAX_META_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid meta: give a JSON object of at most {MAX_META_BYTES} bytes."
+                )));
+            }
+            access.meta = Some(text);
+        }
+        if let Via::ApiKey(_) = caller.via {
+            if let Some(s) = access.scopes.first_missing_from(caller.scopes) {
+                return Err(ApiError::forbidden(format!(
+                    "This API key cannot grant the scope `{}`, which it lacks itself.",
+                    s.name()
+                )));
+            }
+        }
+        Ok(access)
+    }
 }
 
 /// `POST /generate-key` (seed 001).
 pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
     let body: Generate = ctx.json().await?;
+    let access = AccessFields {
+        scopes: body.scopes.as_deref(),
+        role: body.role.as_deref(),
+        allowed_ips: body.allowed_ips.as_deref(),
+        meta: body.meta.as_ref(),
+    }
+    .access(caller)?;
     let fresh = match idem::begin(http, ctx, caller.account).await? {
         Begun::Replay(first) => return Ok(first),
         Begun::Fresh(f) => Some(f),
@@ -134,6 +191,7 @@ pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
         expires_in: body.expires_in,
         rate_limit: body.rate_limit,
         primary: false,
+        access,
     };
     let app = &http.app;
     let now = app.now();
@@ -184,13 +242,27 @@ pub fn list(http: &Http, ctx: &mut Ctx) -> Reply {
         .state()
         .apikeys
         .list(caller.account, http.app.now());
+    let items: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            let mut item = serde_json::to_value(k).unwrap_or(Value::Null);
+            item["meta"] = meta_value(k.meta.as_deref());
+            item
+        })
+        .collect();
     Ok(json(
         StatusCode::OK,
         &json!({
             "keys": keys.iter().map(|k| k.key_prefix.as_str()).collect::<Vec<_>>(),
-            "items": &keys,
+            "items": items,
         }),
     ))
+}
+
+/// A key's `meta` as the JSON object it was given as (null when none).
+fn meta_value(text: Option<&str>) -> Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize)]
@@ -257,6 +329,14 @@ struct Seed003Create {
     email: String,
     #[serde(default)]
     key_name: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    allowed_ips: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<Value>,
 }
 
 /// `POST /api/user/key` (seed 003): replaces the account's primary key.
@@ -264,12 +344,19 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
     let body: Seed003Create = ctx.json().await?;
     own_account(http, caller, &body.email)?;
+    let access = AccessFields {
+        scopes: body.scopes.as_deref(),
+        role: body.role.as_deref(),
+        allowed_ips: body.allowed_ips.as_deref(),
+        meta: body.meta.as_ref(),
+    }
+    .access(caller)?;
     let app = &http.app;
     let now = app.now();
     let new = app
         .write(|st, rec| {
             st.apikeys
-                .replace_primary(caller.account, body.key_name, now, &mut |e| {
+                .replace_primary(caller.account, body.key_name, access, now, &mut |e| {
                     rec.record(EventRef::ApiKey(e))
                 })
         })
@@ -306,4 +393,97 @@ pub async fn seed003_revoke(http: &Http, ctx: &mut Ctx, who: &str) -> Reply {
         StatusCode::OK,
         &json!({"success": true, "message": "API key revoked successfully"}),
     ))
+}
+
+/// `POST /api/keys/{key_id}/disable` and `…/enable`: another account's key,
+/// or a key id that is not a uuid, is 404.
+pub async fn set_disabled(http: &Http, ctx: &mut Ctx, key_id: &str, disabled: bool) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let not_found = || ApiError::not_found("API key not found.");
+    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let app = &http.app;
+    app.write(|st, rec| {
+        st.apikeys
+            .set_disabled(caller.account, key_id, disabled, &mut |e| {
+                rec.record(EventRef::ApiKey(e))
+            })
+    })
+    .await?
+    .map_err(|e| match e {
+        ApiKeyError::NotFound => not_found(),
+        e => key_error(e),
+    })?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "message": if disabled { "Key disabled." } else { "Key enabled." },
+            "key_id": key_id,
+            "disabled": disabled,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Verify {
+    key: String,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// `POST /api/keys/verify`: one of the caller's own keys, checked for the
+/// caller's service. The answer is 200 with a `code` whatever the key's fate;
+/// only a malformed request is 400. A key that works has its use counted and
+/// its rate limit charged, as any request with it would.
+pub async fn verify(http: &Http, ctx: &mut Ctx) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let body: Verify = ctx.json().await?;
+    if let Some(s) = &body.scope {
+        if !valid_scope_name(s) {
+            return Err(ApiError::bad_request(
+                "Invalid scope: use 1 to 64 of a-z 0-9 : . _ -.",
+            ));
+        }
+    }
+    let check = http.app.state().apikeys.check(
+        caller.account,
+        body.key.trim(),
+        body.scope.as_deref(),
+        http.app.now(),
+    );
+    let code = match check.status {
+        KeyStatus::NotFound => "NOT_FOUND",
+        KeyStatus::Revoked => "REVOKED",
+        KeyStatus::Expired => "EXPIRED",
+        KeyStatus::Disabled => "DISABLED",
+        KeyStatus::Live { has_scope } => {
+            let limited = match check
+                .key
+                .as_ref()
+                .and_then(|k| k.rate_limit.map(|l| (k, l)))
+            {
+                Some((k, limit)) => http.limits.check_key(k.key_id, limit).is_err(),
+                None => false,
+            };
+            match (limited, has_scope) {
+                (true, _) => "RATE_LIMITED",
+                (false, false) => "FORBIDDEN",
+                (false, true) => "VALID",
+            }
+        }
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("valid".into(), Value::Bool(code == "VALID"));
+    out.insert("code".into(), Value::from(code));
+    if let Some(k) = check.key {
+        out.insert("key_id".into(), Value::from(k.key_id.to_string()));
+        out.insert("name".into(), k.name.map_or(Value::Null, Value::from));
+        out.insert("scopes".into(), Value::from(k.scopes));
+        out.insert("meta".into(), meta_value(k.meta.as_deref()));
+        out.insert(
+            "expires_at".into(),
+            k.expires_at
+                .map_or(Value::Null, |t| Value::from(rfc3339(t))),
+        );
+    }
+    Ok(json(StatusCode::OK, &out))
 }

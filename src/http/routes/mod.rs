@@ -69,6 +69,10 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::UserKeyOf(who), _) => keys::seed003_revoke(http, ctx, who).await,
         (Route::UserUsageOf(who), _) => keys::seed003_status(http, ctx, who, "usage"),
 
+        (Route::KeyDisable(id), _) => keys::set_disabled(http, ctx, id, true).await,
+        (Route::KeyEnable(id), _) => keys::set_disabled(http, ctx, id, false).await,
+        (Route::KeysVerify, _) => keys::verify(http, ctx).await,
+
         (Route::UserPin, _) => purchase::set_pin(http, ctx).await,
         (Route::VideoInfo, _) => purchase::info(http, ctx),
         (Route::VideoPurchase, _) => purchase::purchase(http, ctx).await,

@@ -1,0 +1,160 @@
+//! The platform's operations on a key's access rules: disable/enable, and
+//! [`ApiKeys::check`], the domain half of `POST /api/keys/verify` (what
+//! [`ApiKeys::verify`] would say, as a verdict instead of an error). Locks as
+//! in `store.rs`: the owner's entry, then `by_hash` shards; `dirty` after.
+
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::super::format::{check_format, key_hash};
+use super::super::{ApiKeyError, ApiKeyEvent, KeyRateLimit};
+use super::ApiKeys;
+use crate::clock::Millis;
+use crate::ids::AccountId;
+
+/// What [`ApiKeys::check`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// The verdict.
+    pub status: KeyStatus,
+    /// The key, when it is one of the owner's.
+    pub key: Option<CheckedKey>,
+}
+
+/// The verdict of [`ApiKeys::check`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Not a key of this owner (malformed, unknown, deleted, or another's).
+    NotFound,
+    /// Revoked.
+    Revoked,
+    /// Past its `expires_at`.
+    Expired,
+    /// Disabled.
+    Disabled,
+    /// Works; its use was counted. `has_scope`: it has the scope asked for
+    /// (true when none was asked for).
+    Live {
+        /// Whether it has the scope asked for.
+        has_scope: bool,
+    },
+}
+
+/// What [`ApiKeys::check`] shows of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedKey {
+    /// Its id.
+    pub key_id: Uuid,
+    /// Its name.
+    pub name: Option<String>,
+    /// Every scope name it has.
+    pub scopes: Vec<String>,
+    /// When it expires.
+    pub expires_at: Option<Millis>,
+    /// Its rate limit (the HTTP layer's limiter counts the verification).
+    pub rate_limit: Option<KeyRateLimit>,
+    /// The owner's `meta` (JSON text), if any.
+    pub meta: Option<String>,
+}
+
+impl ApiKeys {
+    /// Disables (`disabled = true`) or enables one of `owner`'s keys. Another
+    /// account's key is [`ApiKeyError::NotFound`]. Setting the state a key
+    /// already has succeeds and logs nothing.
+    pub fn set_disabled(
+        &self,
+        owner: AccountId,
+        key_id: Uuid,
+        disabled: bool,
+        emit: &mut dyn FnMut(&ApiKeyEvent),
+    ) -> Result<(), ApiKeyError> {
+        let o = self.owners.get_mut(&owner).ok_or(ApiKeyError::NotFound)?;
+        let (_, h) = *o
+            .keys
+            .iter()
+            .find(|(id, _)| *id == key_id)
+            .ok_or(ApiKeyError::NotFound)?;
+        let current = self
+            .by_hash
+            .get(&h)
+            .map(|s| s.access.disabled)
+            .ok_or(ApiKeyError::NotFound)?;
+        if current != disabled {
+            let ev = ApiKeyEvent::DisabledSet { key_id, disabled };
+            self.apply_disabled(key_id, disabled);
+            emit(&ev);
+        }
+        drop(o);
+        Ok(())
+    }
+
+    /// Verification of a key on behalf of `owner`'s own service
+    /// (`POST /api/keys/verify`): what [`Self::verify`] would say, as a result
+    /// instead of an error, plus whether the key has the scope named `scope`.
+    /// Keys of other accounts are [`KeyStatus::NotFound`]. A key that is
+    /// neither revoked, expired nor disabled has its use counted, whether it
+    /// has the scope or not. The IP allowlist is not checked: the peer is the
+    /// verifying service, not the key's user.
+    pub fn check(
+        &self,
+        owner: AccountId,
+        presented: &str,
+        scope: Option<&str>,
+        now: Millis,
+    ) -> KeyCheck {
+        let not_found = KeyCheck {
+            status: KeyStatus::NotFound,
+            key: None,
+        };
+        if check_format(presented).is_err() {
+            return not_found;
+        }
+        let h = key_hash(presented);
+        let (check, newly_dirty) = {
+            let Some(mut s) = self.by_hash.get_mut(&h) else {
+                return not_found;
+            };
+            if !bool::from(s.rec.hash.ct_eq(&h)) || s.rec.owner != owner {
+                return not_found;
+            }
+            let status = if s.rec.revoked_at.is_some() {
+                KeyStatus::Revoked
+            } else if s.rec.expires_at.is_some_and(|e| now >= e) {
+                KeyStatus::Expired
+            } else if s.access.disabled {
+                KeyStatus::Disabled
+            } else {
+                KeyStatus::Live {
+                    has_scope: scope.is_none_or(|n| s.access.has_named(n)),
+                }
+            };
+            let live = matches!(status, KeyStatus::Live { .. });
+            if live {
+                s.rec.usage.record(now);
+            }
+            let newly_dirty = live && !s.dirty;
+            if live {
+                s.dirty = true;
+            }
+            let key = CheckedKey {
+                key_id: s.rec.key_id,
+                name: s.rec.name.clone(),
+                scopes: s.access.scope_names(),
+                expires_at: s.rec.expires_at,
+                rate_limit: s.rec.rate_limit,
+                meta: s.access.meta.clone(),
+            };
+            (
+                KeyCheck {
+                    status,
+                    key: Some(key),
+                },
+                newly_dirty,
+            )
+        };
+        if newly_dirty {
+            self.dirty.lock().push(h);
+        }
+        check
+    }
+}
