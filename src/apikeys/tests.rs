@@ -11,6 +11,7 @@ use super::*;
 use crate::ids::AccountId;
 
 mod access;
+mod credits;
 mod manage;
 mod replay;
 
@@ -64,6 +65,7 @@ fn create_returns_a_well_formed_key_once() {
             key_id: new.key_id,
             rate_limit: None,
             scopes: ScopeSet::DEFAULT,
+            credits_remaining: None,
         }
     );
 }
