@@ -38,7 +38,7 @@ pub use format::{
     check_format, display_prefix, generate_key, key_hash, FormatError, DISPLAY_PREFIX_LEN, KEY_LEN,
     KEY_PREFIX,
 };
-pub use store::{ApiKeys, CheckedKey, KeyCheck, KeyStatus};
+pub use store::{ApiKeys, CheckedKey, KeyCheck, KeyStatus, MAX_GRACE_SECS};
 pub use usage::KeyUsage;
 pub use view::{DayCount, KeyPreference, KeyView, USAGE_DAYS};
 
@@ -158,6 +158,10 @@ pub enum ApiKeyError {
     /// found" too, so that nobody can probe for other accounts' keys.
     #[error("API key not found.")]
     NotFound,
+    /// The key cannot be rotated (HTTP 409): it was rotated already, or it
+    /// is revoked or expired. The text is the sentence.
+    #[error("{0}")]
+    NotRotatable(&'static str),
     /// A `key_prefix` matches more than one of the caller's live keys; nothing
     /// was revoked (HTTP 409).
     #[error(
@@ -189,6 +193,9 @@ pub enum KeyAuthError {
     /// The key has an IP allowlist and the peer is not on it.
     #[error("This API key may not be used from this address.")]
     AddressRefused,
+    /// The key was rotated and its grace period is over.
+    #[error("This API key was rotated; use its replacement.")]
+    Rotated,
     /// The key is metered and has no credits left (HTTP 429).
     #[error("This API key has no credits left.")]
     NoCredits {
@@ -300,6 +307,21 @@ pub enum ApiKeyEvent {
         /// Its credits.
         credits: KeyCredits,
     },
+    /// A key is rotated: `record` is its replacement (inheriting its name,
+    /// access, limits, expiry and remaining credits), and the old key works
+    /// until `grace_until`, spending the replacement's credits if metered.
+    Rotated {
+        /// The old key.
+        old: Uuid,
+        /// When the old key stops working.
+        grace_until: Millis,
+        /// The new key, usage zero.
+        record: Box<KeyRecord>,
+        /// Its scopes and allowed addresses (the old key's).
+        access: KeyAccess,
+        /// Its credits (the old key's balance at rotation), if metered.
+        credits: Option<KeyCredits>,
+    },
     /// Absolute credit states: one key's, set through the API, or those of
     /// the metered keys used since the previous usage flush. Applying keeps
     /// the later state ([`KeyCredits::merge`]), so replay in any overlap with
@@ -337,6 +359,20 @@ pub struct ApiKeysImageExt {
 pub struct ApiKeysImageCredits {
     /// `(key_id, credits)`, sorted by key id.
     pub credits: Vec<(Uuid, KeyCredits)>,
+    /// `(old key_id, rotation)` of every rotated key, sorted by key id.
+    pub rotations: Vec<(Uuid, Rotation)>,
+}
+
+/// Where a rotated key went, and until when it still works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The replacement's key id.
+    pub to: Uuid,
+    /// When the old key stops working.
+    pub grace_until: Millis,
+    /// Whether the old key was metered: then its uses spend the
+    /// replacement's credits (following further rotations).
+    pub metered: bool,
 }
 
 #[cfg(test)]

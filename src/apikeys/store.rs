@@ -24,7 +24,7 @@ use super::request::{parse_selector, validate, Selector};
 use super::view::KeyView;
 use super::{
     ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, CreditSpec, KeyAccess, KeyAuth,
-    KeyAuthError, KeyCredits, KeyRecord, KeyUsage, NewKey, UsageEntry,
+    KeyAuthError, KeyCredits, KeyRecord, KeyUsage, NewKey, Rotation, UsageEntry,
 };
 use crate::clock::Millis;
 use crate::ids::AccountId;
@@ -41,6 +41,9 @@ struct KeyState {
     /// Its credits, when it is metered (fourth addition; the hot path pays
     /// one branch for an unmetered key).
     credits: Option<KeyCredits>,
+    /// Set once the key is rotated (then its own `credits` are unused when
+    /// it was metered: it spends the replacement's).
+    rotation: Option<Rotation>,
     /// Used since the last flush, and already listed in `ApiKeys::dirty`.
     dirty: bool,
 }
@@ -120,7 +123,13 @@ impl ApiKeys {
         let o = self.owners.get(&owner)?;
         let (_, h) = self.current_primary(&o)?;
         let s = self.by_hash.get(&h)?;
-        let v = KeyView::of(&s.rec, &s.access, s.credits.as_ref(), now);
+        let v = KeyView::of(
+            &s.rec,
+            &s.access,
+            s.credits.as_ref(),
+            s.rotation.as_ref(),
+            now,
+        );
         (!v.expired).then_some(v)
     }
 
@@ -210,6 +219,17 @@ impl ApiKeys {
             if !s.access.allows_ip(peer) {
                 return Err(KeyAuthError::AddressRefused);
             }
+            if let Some(r) = s.rotation {
+                if now >= r.grace_until {
+                    return Err(KeyAuthError::Rotated);
+                }
+                if r.metered {
+                    // The replacement's credits, under its own lock (not
+                    // this one's: two shard locks are never held at once).
+                    drop(s);
+                    return self.verify_via(h, r.to, now);
+                }
+            }
             // Under the shard lock: two requests never take the same credit.
             let credits_remaining = match &mut s.credits {
                 None => None,
@@ -249,9 +269,15 @@ impl ApiKeys {
             .iter()
             .rev()
             .filter_map(|(_, h)| {
-                self.by_hash
-                    .get(h)
-                    .map(|s| KeyView::of(&s.rec, &s.access, s.credits.as_ref(), now))
+                self.by_hash.get(h).map(|s| {
+                    KeyView::of(
+                        &s.rec,
+                        &s.access,
+                        s.credits.as_ref(),
+                        s.rotation.as_ref(),
+                        now,
+                    )
+                })
             })
             .collect();
         drop(o);
@@ -488,5 +514,8 @@ impl ApiKeys {
 mod access;
 #[path = "store_replay.rs"]
 mod replay;
+#[path = "store_rotate.rs"]
+mod rotate;
 
 pub use access::{CheckedKey, KeyCheck, KeyStatus};
+pub use rotate::MAX_GRACE_SECS;

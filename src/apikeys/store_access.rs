@@ -154,6 +154,18 @@ impl ApiKeys {
             return not_found;
         }
         let h = key_hash(presented);
+        // A metered old key in its grace spends its replacement's credits,
+        // taken before the key's own lock (never two shard locks at once).
+        let via = self.by_hash.get(&h).and_then(|s| {
+            let usable = s.rec.owner == owner
+                && s.rec.revoked_at.is_none()
+                && s.rec.expires_at.is_none_or(|e| now < e)
+                && !s.access.disabled;
+            s.rotation
+                .filter(|r| usable && r.metered && now < r.grace_until)
+                .map(|r| r.to)
+        });
+        let spent_via = via.map(|to| self.spend_along(to, now));
         let (check, newly_dirty) = {
             let Some(mut s) = self.by_hash.get_mut(&h) else {
                 return not_found;
@@ -163,11 +175,15 @@ impl ApiKeys {
             }
             let status = if s.rec.revoked_at.is_some() {
                 KeyStatus::Revoked
-            } else if s.rec.expires_at.is_some_and(|e| now >= e) {
+            } else if s.rec.expires_at.is_some_and(|e| now >= e)
+                || s.rotation.is_some_and(|r| now >= r.grace_until)
+            {
                 KeyStatus::Expired
             } else if s.access.disabled {
                 KeyStatus::Disabled
-            } else if s.credits.as_mut().is_some_and(|c| c.spend(now).is_err()) {
+            } else if spent_via.is_some_and(|r| r.is_err())
+                || s.credits.as_mut().is_some_and(|c| c.spend(now).is_err())
+            {
                 KeyStatus::UsageExceeded
             } else {
                 KeyStatus::Live {
@@ -189,7 +205,11 @@ impl ApiKeys {
                 expires_at: s.rec.expires_at,
                 rate_limit: s.rec.rate_limit,
                 meta: s.access.meta.clone(),
-                credits_remaining: s.credits.map(|c| c.remaining_at(now)),
+                credits_remaining: match spent_via {
+                    Some(Ok(left)) => left,
+                    Some(Err(_)) => Some(0),
+                    None => s.credits.map(|c| c.remaining_at(now)),
+                },
             };
             (
                 KeyCheck {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::super::{
     ApiKeyEvent, ApiKeysConfig, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt, KeyAccess,
-    KeyCredits, KeyRecord,
+    KeyCredits, KeyRecord, Rotation,
 };
 use super::{ApiKeys, KeyState, OwnerKeys, DAY_MS};
 use crate::clock::Millis;
@@ -37,6 +37,10 @@ impl ApiKeys {
             } => {
                 let mut o = self.owners.entry(record.owner).or_default();
                 self.apply_created(&mut o, record, *revokes, Some(access), Some(credits));
+            }
+            ApiKeyEvent::Rotated { record, .. } => {
+                let mut o = self.owners.entry(record.owner).or_default();
+                self.apply_rotated(&mut o, ev);
             }
             ApiKeyEvent::CreditsSet { entries } => {
                 for (key_id, credits) in entries {
@@ -175,6 +179,7 @@ impl ApiKeys {
                 rec: record.clone(),
                 access: access.cloned().unwrap_or_default(),
                 credits: None,
+                rotation: None,
                 dirty: false,
             });
         }
@@ -208,6 +213,11 @@ impl ApiKeys {
             return;
         };
         if let Some(mut s) = self.by_hash.get_mut(&h) {
+            // A metered key, once rotated, spends its replacement's credits:
+            // a balance of its own logged before the rotation is moot.
+            if s.rotation.is_some_and(|r| r.metered) {
+                return;
+            }
             match &mut s.credits {
                 Some(c) => c.merge(credits),
                 none => *none = Some(*credits),
@@ -225,13 +235,22 @@ impl ApiKeys {
             .filter_map(|s| s.credits.map(|c| (s.rec.key_id, c)))
             .collect();
         credits.sort_by_key(|(id, _)| *id);
-        ApiKeysImageCredits { credits }
+        let mut rotations: Vec<(Uuid, Rotation)> = self
+            .by_hash
+            .iter()
+            .filter_map(|s| s.rotation.map(|r| (s.rec.key_id, r)))
+            .collect();
+        rotations.sort_by_key(|(id, _)| *id);
+        ApiKeysImageCredits { credits, rotations }
     }
 
     /// Adds a snapshot's credits to a domain [`Self::restore_full`] built.
     pub fn restore_credits(&self, image: ApiKeysImageCredits) {
         for (key_id, c) in image.credits {
             self.apply_credits(key_id, &c);
+        }
+        for (key_id, r) in image.rotations {
+            self.set_rotation(key_id, r);
         }
     }
 

@@ -14,6 +14,7 @@ mod access;
 mod credits;
 mod manage;
 mod replay;
+mod rotate;
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;

@@ -6,7 +6,7 @@
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use super::{KeyAccess, KeyCredits, KeyRateLimit, KeyRecord, KeyUsage, Refill};
+use super::{KeyAccess, KeyCredits, KeyRateLimit, KeyRecord, KeyUsage, Refill, Rotation};
 use crate::clock::{day_number, day_string, rfc3339, Millis};
 
 /// How many calendar days `usage_by_day` covers, today included.
@@ -79,6 +79,11 @@ pub struct KeyView {
     pub credits_remaining: Option<u64>,
     /// Its refill rule, if any.
     pub refill: Option<Refill>,
+    /// The key it was rotated to, if it was.
+    pub rotated_to: Option<Uuid>,
+    /// When it stops working because it was rotated.
+    #[serde(serialize_with = "opt_time")]
+    pub grace_until: Option<Millis>,
     /// The owner's `meta` as JSON text; the HTTP layer puts it in the item
     /// as an object (this module does not know JSON).
     #[serde(skip)]
@@ -91,6 +96,7 @@ impl KeyView {
         rec: &KeyRecord,
         access: &KeyAccess,
         credits: Option<&KeyCredits>,
+        rotation: Option<&Rotation>,
         now: Millis,
     ) -> Self {
         KeyView {
@@ -112,6 +118,8 @@ impl KeyView {
             disabled: access.disabled,
             credits_remaining: credits.map(|c| c.remaining_at(now)),
             refill: credits.and_then(|c| c.refill),
+            rotated_to: rotation.map(|r| r.to),
+            grace_until: rotation.map(|r| r.grace_until),
             meta: access.meta.clone(),
         }
     }
@@ -219,7 +227,7 @@ mod tests {
 
     #[test]
     fn usage_by_day_is_thirty_days_oldest_first_with_zeros() {
-        let v = KeyView::of(&record(), &KeyAccess::default(), None, NOW);
+        let v = KeyView::of(&record(), &KeyAccess::default(), None, None, NOW);
         assert_eq!(v.usage_by_day.len(), 30);
         assert_eq!(v.usage_by_day[0].day, "2026-10-24");
         assert_eq!(v.usage_by_day[0].count, 3);
@@ -233,7 +241,7 @@ mod tests {
         );
         assert_eq!(v.usage_by_day.iter().map(|d| d.count).sum::<u64>(), 20);
         // A day later the oldest day falls out.
-        let later = KeyView::of(&record(), &KeyAccess::default(), None, NOW + DAY_MS);
+        let later = KeyView::of(&record(), &KeyAccess::default(), None, None, NOW + DAY_MS);
         assert_eq!(later.usage_by_day[0].day, "2026-10-25");
         assert_eq!(later.usage_by_day.iter().map(|d| d.count).sum::<u64>(), 17);
         assert!(later.expired);
@@ -242,8 +250,14 @@ mod tests {
 
     #[test]
     fn list_item_json_shape() {
-        let j =
-            serde_json::to_value(KeyView::of(&record(), &KeyAccess::default(), None, NOW)).unwrap();
+        let j = serde_json::to_value(KeyView::of(
+            &record(),
+            &KeyAccess::default(),
+            None,
+            None,
+            NOW,
+        ))
+        .unwrap();
         for field in [
             "key_id",
             "name",
@@ -282,7 +296,7 @@ mod tests {
 
     #[test]
     fn key_preference_shape() {
-        let v = KeyView::of(&record(), &KeyAccess::default(), None, NOW);
+        let v = KeyView::of(&record(), &KeyAccess::default(), None, None, NOW);
         let j = serde_json::to_value(KeyPreference::new(Some(&v), 250)).unwrap();
         assert_eq!(
             j,

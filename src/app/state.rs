@@ -285,6 +285,7 @@ mod tests {
         .unwrap();
         let credits = ApiKeysImageCredits {
             credits: vec![(apikeys.keys[0].key_id, KeyCredits::new(7, None, 2, 1_000))],
+            ..ApiKeysImageCredits::default()
         };
         let v4 = codec::encode(&StateImage {
             pools: PoolImage::default(),

@@ -109,6 +109,7 @@ impl Http {
                     // Answered 403 above; the sentence is the same.
                     KeyAuthError::AddressRefused => "This API key may not be used from this address.",
                     KeyAuthError::NoCredits { .. } => "This API key has no credits left.",
+                    KeyAuthError::Rotated => "This API key was rotated and its grace period is over; use its replacement.",
                 }))),
             },
             Credential::Session(token) => match self.app.state().accounts.use_session(token, now) {

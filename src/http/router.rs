@@ -57,6 +57,8 @@ pub enum Route<'a> {
     KeyEnable(&'a str),
     /// `/api/keys/{key_id}/credits`.
     KeyCredits(&'a str),
+    /// `/api/keys/{key_id}/rotate`.
+    KeyRotate(&'a str),
     /// `/api/keys/verify`.
     KeysVerify,
 }
@@ -101,6 +103,7 @@ impl Route<'_> {
             Route::KeyDisable(_) => "/api/keys/{key_id}/disable",
             Route::KeyEnable(_) => "/api/keys/{key_id}/enable",
             Route::KeyCredits(_) => "/api/keys/{key_id}/credits",
+            Route::KeyRotate(_) => "/api/keys/{key_id}/rotate",
             Route::KeysVerify => "/api/keys/verify",
         }
     }
@@ -128,6 +131,7 @@ impl Route<'_> {
             | Route::VideoPurchase
             | Route::KeyDisable(_)
             | Route::KeyEnable(_)
+            | Route::KeyRotate(_)
             | Route::KeysVerify => "POST, OPTIONS",
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
@@ -172,7 +176,8 @@ impl Route<'_> {
             | Route::UserKey
             | Route::KeyDisable(_)
             | Route::KeyEnable(_)
-            | Route::KeyCredits(_) => Some(Scope::KeysWrite),
+            | Route::KeyCredits(_)
+            | Route::KeyRotate(_) => Some(Scope::KeysWrite),
             Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
             Route::KeysVerify => Some(Scope::KeysVerify),
             // Public, or a credential that is not an API key (a session, a
@@ -240,6 +245,7 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::KeyDisable("{key_id}"),
     Route::KeyEnable("{key_id}"),
     Route::KeyCredits("{key_id}"),
+    Route::KeyRotate("{key_id}"),
     Route::KeysVerify,
 ];
 
@@ -285,6 +291,7 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::KeyDisable(_)
         | Route::KeyEnable(_)
         | Route::KeyCredits(_)
+        | Route::KeyRotate(_)
         | Route::KeysVerify => {}
     }
 }
@@ -370,6 +377,9 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         [Some("api"), Some("keys"), Some(id), Some("credits"), None] if nonempty(id) => {
             Route::KeyCredits(id)
         }
+        [Some("api"), Some("keys"), Some(id), Some("rotate"), None] if nonempty(id) => {
+            Route::KeyRotate(id)
+        }
         [Some("video"), Some("info"), None, ..] => Route::VideoInfo,
         [Some("video"), Some("purchase"), None, ..] => Route::VideoPurchase,
         [Some("video"), Some("purchase"), Some(id), None, ..] if nonempty(id) => {
@@ -420,6 +430,7 @@ mod tests {
             ("/api/keys/k1/disable", Some(Route::KeyDisable("k1"))),
             ("/api/keys/k1/enable", Some(Route::KeyEnable("k1"))),
             ("/api/keys/k1/credits", Some(Route::KeyCredits("k1"))),
+            ("/api/keys/k1/rotate", Some(Route::KeyRotate("k1"))),
             ("/api/keys/k1", None),
             ("/nope", None),
             ("/a/b/c/d/e/f", None),
@@ -571,6 +582,7 @@ mod tests {
             (Route::KeyDisable("k"), &p, Some(KeysWrite)),
             (Route::KeyEnable("k"), &p, Some(KeysWrite)),
             (Route::KeyCredits("k"), &u, Some(KeysWrite)),
+            (Route::KeyRotate("k"), &p, Some(KeysWrite)),
             (Route::UserPin, &u, Some(Purchase)),
             (Route::VideoPurchase, &p, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),

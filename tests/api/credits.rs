@@ -41,6 +41,10 @@ fn spend(s: &Server, key: &str) -> Resp {
     s.call("GET", "/stats", Some(key), None)
 }
 
+fn rotate(s: &Server, token: &str, id: &str, body: Option<Value>) -> Resp {
+    s.call("POST", &format!("/api/keys/{id}/rotate"), Some(token), body)
+}
+
 fn put_credits(s: &Server, token: &str, key_id: &str, body: Value) -> Resp {
     s.call(
         "PUT",
@@ -233,4 +237,61 @@ fn credits_survive_sigterm_and_kill9_restarts() {
     s.restart();
     let session = crate::support::login(&s, "alice");
     assert_eq!(item(&s, &session, &key_id)["credits_remaining"], 9);
+}
+
+#[test]
+fn rotation_keeps_the_old_key_for_its_grace_then_401_also_across_a_restart() {
+    let mut s = Server::start(ARGS);
+    let session = register_and_login(&s, "alice");
+    let bob = register_and_login(&s, "bob");
+    let (old, old_id) = new_key(
+        &s,
+        &session,
+        json!({"name": "fleet", "role": "worker", "credits": {"remaining": 4}}),
+    );
+    assert_eq!(spend(&s, &old).status, 200);
+    assert_eq!(rotate(&s, &bob, &old_id, None).status, 404);
+    assert_eq!(rotate(&s, &session, "nope", None).status, 404);
+    assert_eq!(
+        rotate(
+            &s,
+            &session,
+            &old_id,
+            Some(json!({"grace_secs": 2_592_001}))
+        )
+        .status,
+        400
+    );
+    let r = rotate(&s, &session, &old_id, Some(json!({"grace_secs": 3600})));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let (new, new_id) = (r.str("key"), r.str("key_id"));
+    assert!(new.starts_with(&r.str("key_prefix")));
+    assert!(r.body["old_key_expires_at"].is_string());
+    assert_eq!(rotate(&s, &session, &old_id, None).status, 409);
+    let it = item(&s, &session, &new_id);
+    assert_eq!(it["name"], "fleet");
+    assert_eq!(it["scopes"], json!(["pool:read", "pool:write"]));
+    assert_eq!(it["credits_remaining"], 3);
+    let it = item(&s, &session, &old_id);
+    assert_eq!(it["rotated_to"], new_id.as_str());
+    assert_eq!(it["grace_until"], r.body["old_key_expires_at"]);
+    // Both work in the grace period and share the credits.
+    assert_eq!(spend(&s, &old).status, 200);
+    assert_eq!(spend(&s, &new).status, 200);
+    s.restart();
+    assert_eq!(spend(&s, &old).status, 200);
+    let session = crate::support::login(&s, "alice");
+    // The rotation survived kill -9; the old key's grace can end at once.
+    assert_eq!(item(&s, &session, &old_id)["rotated_to"], new_id.as_str());
+    let (short, short_id) = new_key(&s, &session, json!({"name": "short"}));
+    let r = rotate(&s, &session, &short_id, Some(json!({"grace_secs": 0})));
+    assert_eq!(r.status, 201, "{}", r.text);
+    let after = spend(&s, &short);
+    assert_eq!(after.status, 401, "{}", after.text);
+    assert!(after.error().contains("rotated"), "{}", after.text);
+    assert_eq!(spend(&s, &r.str("key")).status, 200);
+    assert!(s.sigterm().success());
+    s.restart();
+    assert_eq!(spend(&s, &short).status, 401);
+    assert_eq!(spend(&s, &old).status, 200);
 }

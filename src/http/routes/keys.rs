@@ -27,6 +27,7 @@ fn key_error(e: ApiKeyError) -> ApiError {
         ApiKeyError::DailyLimit { retry_after_secs } => ApiError::rate_limited(retry_after_secs),
         ApiKeyError::NotFound => ApiError::not_found("API key not found."),
         ApiKeyError::Invalid { .. } => ApiError::bad_request(e.to_string()),
+        ApiKeyError::NotRotatable(why) => ApiError::conflict(why),
         ApiKeyError::AmbiguousPrefix => ApiError::conflict(
             "That key_prefix matches several of your keys; revoke by key_id or the full key.",
         ),
@@ -461,6 +462,47 @@ pub async fn set_credits(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
             "key_id": key_id,
             "credits_remaining": credits.remaining,
             "refill": credits.refill,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default)]
+    grace_secs: Option<u64>,
+}
+
+/// `POST /api/keys/{key_id}/rotate` `{"grace_secs"?}` (an empty body is `{}`):
+/// 201 with the replacement, shown once. Another account's key, or a key id
+/// that is not a uuid, is 404; a rotated, revoked or expired key 409.
+pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let not_found = || ApiError::not_found("API key not found.");
+    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let body: Rotate = ctx.json().await?;
+    let app = &http.app;
+    let now = app.now();
+    let grace = body.grace_secs.unwrap_or(86_400);
+    let (new, until) = app
+        .write(|st, rec| {
+            st.apikeys
+                .rotate(caller.account, key_id, grace, now, &mut |e| {
+                    rec.record(EventRef::ApiKey(e))
+                })
+        })
+        .await?
+        .map_err(|e| match e {
+            ApiKeyError::NotFound => not_found(),
+            e => key_error(e),
+        })?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "key": new.key,
+            "key_id": new.key_id,
+            "key_prefix": new.key_prefix,
+            "old_key_expires_at": rfc3339(until),
         }),
     ))
 }
