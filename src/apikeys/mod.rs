@@ -16,6 +16,7 @@
 //! map shard is held (see `store.rs`).
 
 mod access;
+mod credits;
 mod format;
 mod request;
 mod store;
@@ -32,11 +33,12 @@ pub use access::{
     valid_scope_name, Cidr, KeyAccess, Role, Scope, ScopeSet, MAX_ALLOWED_IPS, MAX_META_BYTES,
     MAX_SCOPES,
 };
+pub use credits::{CreditSpec, KeyCredits, Refill, RefillInterval, MAX_CREDITS};
 pub use format::{
     check_format, display_prefix, generate_key, key_hash, FormatError, DISPLAY_PREFIX_LEN, KEY_LEN,
     KEY_PREFIX,
 };
-pub use store::{ApiKeys, CheckedKey, KeyCheck, KeyStatus};
+pub use store::{ApiKeys, CheckedKey, KeyCheck, KeyStatus, MAX_GRACE_SECS};
 pub use usage::KeyUsage;
 pub use view::{DayCount, KeyPreference, KeyView, USAGE_DAYS};
 
@@ -83,6 +85,8 @@ pub struct CreateKey {
     pub primary: bool,
     /// Scopes, allowed addresses (and `disabled`, always false at creation).
     pub access: KeyAccess,
+    /// Its credits; `None` = unmetered.
+    pub credits: Option<CreditSpec>,
 }
 
 /// A key just created. `key` is the only copy of the secret anywhere: show it
@@ -124,6 +128,8 @@ pub struct KeyAuth {
     pub rate_limit: Option<KeyRateLimit>,
     /// Its built-in scopes.
     pub scopes: ScopeSet,
+    /// Its credits left after this use, if it is metered.
+    pub credits_remaining: Option<u64>,
 }
 
 /// Why a key management operation was refused. The `Display` text is the
@@ -152,6 +158,10 @@ pub enum ApiKeyError {
     /// found" too, so that nobody can probe for other accounts' keys.
     #[error("API key not found.")]
     NotFound,
+    /// The key cannot be rotated (HTTP 409): it was rotated already, or it
+    /// is revoked or expired. The text is the sentence.
+    #[error("{0}")]
+    NotRotatable(&'static str),
     /// A `key_prefix` matches more than one of the caller's live keys; nothing
     /// was revoked (HTTP 409).
     #[error(
@@ -183,6 +193,15 @@ pub enum KeyAuthError {
     /// The key has an IP allowlist and the peer is not on it.
     #[error("This API key may not be used from this address.")]
     AddressRefused,
+    /// The key was rotated and its grace period is over.
+    #[error("This API key was rotated; use its replacement.")]
+    Rotated,
+    /// The key is metered and has no credits left (HTTP 429).
+    #[error("This API key has no credits left.")]
+    NoCredits {
+        /// Seconds to its next refill, if it has a refill.
+        retry_after_secs: Option<u64>,
+    },
 }
 
 /// One key as stored: in memory, in snapshots and in
@@ -276,6 +295,41 @@ pub enum ApiKeyEvent {
         /// Its new state.
         disabled: bool,
     },
+    /// A new metered key: [`ApiKeyEvent::CreatedWith`] plus its credits, in
+    /// one event, so that a crash cannot leave the key unmetered.
+    CreatedWithCredits {
+        /// The new key, usage zero.
+        record: Box<KeyRecord>,
+        /// The primary key this one replaces.
+        revokes: Option<Uuid>,
+        /// Its scopes and allowed addresses.
+        access: KeyAccess,
+        /// Its credits.
+        credits: KeyCredits,
+    },
+    /// A key is rotated: `record` is its replacement (inheriting its name,
+    /// access, limits, expiry and remaining credits), and the old key works
+    /// until `grace_until`, spending the replacement's credits if metered.
+    Rotated {
+        /// The old key.
+        old: Uuid,
+        /// When the old key stops working.
+        grace_until: Millis,
+        /// The new key, usage zero.
+        record: Box<KeyRecord>,
+        /// Its scopes and allowed addresses (the old key's).
+        access: KeyAccess,
+        /// Its credits (the old key's balance at rotation), if metered.
+        credits: Option<KeyCredits>,
+    },
+    /// Absolute credit states: one key's, set through the API, or those of
+    /// the metered keys used since the previous usage flush. Applying keeps
+    /// the later state ([`KeyCredits::merge`]), so replay in any overlap with
+    /// a snapshot gives the same balance.
+    CreditsSet {
+        /// `(key_id, credits)`.
+        entries: Vec<(Uuid, KeyCredits)>,
+    },
 }
 
 /// A snapshot of the API keys domain.
@@ -296,6 +350,29 @@ pub struct ApiKeysImage {
 pub struct ApiKeysImageExt {
     /// `(key_id, access)`, sorted by key id.
     pub access: Vec<(Uuid, KeyAccess)>,
+}
+
+/// The fourth addition to a snapshot of the API keys domain: the credits of
+/// every metered key (a key missing here is unmetered). A separate trailing
+/// field of the snapshot, so that older snapshots still decode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeysImageCredits {
+    /// `(key_id, credits)`, sorted by key id.
+    pub credits: Vec<(Uuid, KeyCredits)>,
+    /// `(old key_id, rotation)` of every rotated key, sorted by key id.
+    pub rotations: Vec<(Uuid, Rotation)>,
+}
+
+/// Where a rotated key went, and until when it still works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotation {
+    /// The replacement's key id.
+    pub to: Uuid,
+    /// When the old key stops working.
+    pub grace_until: Millis,
+    /// Whether the old key was metered: then its uses spend the
+    /// replacement's credits (following further rotations).
+    pub metered: bool,
 }
 
 #[cfg(test)]

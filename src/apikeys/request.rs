@@ -54,6 +54,9 @@ pub(super) fn validate(req: &CreateKey) -> Result<(), ApiKeyError> {
             ));
         }
     }
+    if let Some(message) = req.credits.as_ref().and_then(|c| c.invalid()) {
+        return Err(invalid("credits", message));
+    }
     Ok(())
 }
 

@@ -23,8 +23,8 @@ use super::format::{check_format, display_prefix, generate_key, key_hash};
 use super::request::{parse_selector, validate, Selector};
 use super::view::KeyView;
 use super::{
-    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, KeyAccess, KeyAuth, KeyAuthError,
-    KeyRecord, KeyUsage, NewKey, UsageEntry,
+    ApiKeyError, ApiKeyEvent, ApiKeysConfig, CreateKey, CreditSpec, KeyAccess, KeyAuth,
+    KeyAuthError, KeyCredits, KeyRecord, KeyUsage, NewKey, Rotation, UsageEntry,
 };
 use crate::clock::Millis;
 use crate::ids::AccountId;
@@ -38,6 +38,12 @@ struct KeyState {
     /// Scopes, allowed addresses, disabled (third round; not in `rec`, whose
     /// layout older logs fix).
     access: KeyAccess,
+    /// Its credits, when it is metered (fourth addition; the hot path pays
+    /// one branch for an unmetered key).
+    credits: Option<KeyCredits>,
+    /// Set once the key is rotated (then its own `credits` are unused when
+    /// it was metered: it spends the replacement's).
+    rotation: Option<Rotation>,
     /// Used since the last flush, and already listed in `ApiKeys::dirty`.
     dirty: bool,
 }
@@ -117,7 +123,13 @@ impl ApiKeys {
         let o = self.owners.get(&owner)?;
         let (_, h) = self.current_primary(&o)?;
         let s = self.by_hash.get(&h)?;
-        let v = KeyView::of(&s.rec, &s.access, now);
+        let v = KeyView::of(
+            &s.rec,
+            &s.access,
+            s.credits.as_ref(),
+            s.rotation.as_ref(),
+            now,
+        );
         (!v.expired).then_some(v)
     }
 
@@ -133,10 +145,24 @@ impl ApiKeys {
         now: Millis,
         emit: &mut dyn FnMut(&ApiKeyEvent),
     ) -> Result<NewKey, ApiKeyError> {
+        self.replace_primary_with(owner, name, access, None, now, emit)
+    }
+
+    /// [`Self::replace_primary`] with credits for the new key.
+    pub fn replace_primary_with(
+        &self,
+        owner: AccountId,
+        name: Option<String>,
+        access: KeyAccess,
+        credits: Option<CreditSpec>,
+        now: Millis,
+        emit: &mut dyn FnMut(&ApiKeyEvent),
+    ) -> Result<NewKey, ApiKeyError> {
         let req = CreateKey {
             name,
             primary: true,
             access,
+            credits,
             ..CreateKey::default()
         };
         validate(&req)?;
@@ -193,6 +219,26 @@ impl ApiKeys {
             if !s.access.allows_ip(peer) {
                 return Err(KeyAuthError::AddressRefused);
             }
+            if let Some(r) = s.rotation {
+                if now >= r.grace_until {
+                    return Err(KeyAuthError::Rotated);
+                }
+                if r.metered {
+                    // The replacement's credits, under its own lock (not
+                    // this one's: two shard locks are never held at once).
+                    drop(s);
+                    return self.verify_via(h, r.to, now);
+                }
+            }
+            // Under the shard lock: two requests never take the same credit.
+            let credits_remaining = match &mut s.credits {
+                None => None,
+                Some(c) => {
+                    c.spend(now)
+                        .map_err(|retry_after_secs| KeyAuthError::NoCredits { retry_after_secs })?;
+                    Some(c.remaining)
+                }
+            };
             s.rec.usage.record(now);
             let newly_dirty = !s.dirty;
             s.dirty = true;
@@ -201,6 +247,7 @@ impl ApiKeys {
                 key_id: s.rec.key_id,
                 rate_limit: s.rec.rate_limit,
                 scopes: s.access.scopes,
+                credits_remaining,
             };
             (auth, newly_dirty)
         };
@@ -222,9 +269,15 @@ impl ApiKeys {
             .iter()
             .rev()
             .filter_map(|(_, h)| {
-                self.by_hash
-                    .get(h)
-                    .map(|s| KeyView::of(&s.rec, &s.access, now))
+                self.by_hash.get(h).map(|s| {
+                    KeyView::of(
+                        &s.rec,
+                        &s.access,
+                        s.credits.as_ref(),
+                        s.rotation.as_ref(),
+                        now,
+                    )
+                })
             })
             .collect();
         drop(o);
@@ -325,6 +378,7 @@ impl ApiKeys {
         let _serial = self.flush_lock.lock();
         let hashes = std::mem::take(&mut *self.dirty.lock());
         let mut entries = Vec::with_capacity(hashes.len());
+        let mut credits = Vec::new();
         for h in hashes {
             if let Some(mut s) = self.by_hash.get_mut(&h) {
                 s.dirty = false;
@@ -332,11 +386,17 @@ impl ApiKeys {
                     key_id: s.rec.key_id,
                     usage: s.rec.usage.clone(),
                 });
+                if let Some(c) = s.credits {
+                    credits.push((s.rec.key_id, c));
+                }
             }
         }
         let n = entries.len();
         if n > 0 {
             emit(&ApiKeyEvent::UsageSet { entries });
+        }
+        if !credits.is_empty() {
+            emit(&ApiKeyEvent::CreditsSet { entries: credits });
         }
         n
     }
@@ -426,14 +486,23 @@ impl ApiKeys {
         // A key with the default access is logged as the first round logged
         // it, so that its record stays readable by an older binary.
         let access = (req.access != KeyAccess::default()).then_some(req.access);
-        self.apply_created(o, &record, revokes, access.as_ref());
+        let credits = req
+            .credits
+            .map(|c| KeyCredits::new(c.remaining, c.refill, 0, now));
+        self.apply_created(o, &record, revokes, access.as_ref(), credits.as_ref());
         let record = Box::new(record);
-        let ev = match access {
-            None => ApiKeyEvent::Created { record, revokes },
-            Some(access) => ApiKeyEvent::CreatedWith {
+        let ev = match (access, credits) {
+            (None, None) => ApiKeyEvent::Created { record, revokes },
+            (Some(access), None) => ApiKeyEvent::CreatedWith {
                 record,
                 revokes,
                 access,
+            },
+            (access, Some(credits)) => ApiKeyEvent::CreatedWithCredits {
+                record,
+                revokes,
+                access: access.unwrap_or_default(),
+                credits,
             },
         };
         emit(&ev);
@@ -445,5 +514,8 @@ impl ApiKeys {
 mod access;
 #[path = "store_replay.rs"]
 mod replay;
+#[path = "store_rotate.rs"]
+mod rotate;
 
 pub use access::{CheckedKey, KeyCheck, KeyStatus};
+pub use rotate::MAX_GRACE_SECS;

@@ -5,7 +5,8 @@
 use uuid::Uuid;
 
 use super::super::{
-    ApiKeyEvent, ApiKeysConfig, ApiKeysImage, ApiKeysImageExt, KeyAccess, KeyRecord,
+    ApiKeyEvent, ApiKeysConfig, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt, KeyAccess,
+    KeyCredits, KeyRecord, Rotation,
 };
 use super::{ApiKeys, KeyState, OwnerKeys, DAY_MS};
 use crate::clock::Millis;
@@ -18,7 +19,7 @@ impl ApiKeys {
         match ev {
             ApiKeyEvent::Created { record, revokes } => {
                 let mut o = self.owners.entry(record.owner).or_default();
-                self.apply_created(&mut o, record, *revokes, None);
+                self.apply_created(&mut o, record, *revokes, None, None);
             }
             ApiKeyEvent::CreatedWith {
                 record,
@@ -26,7 +27,25 @@ impl ApiKeys {
                 access,
             } => {
                 let mut o = self.owners.entry(record.owner).or_default();
-                self.apply_created(&mut o, record, *revokes, Some(access));
+                self.apply_created(&mut o, record, *revokes, Some(access), None);
+            }
+            ApiKeyEvent::CreatedWithCredits {
+                record,
+                revokes,
+                access,
+                credits,
+            } => {
+                let mut o = self.owners.entry(record.owner).or_default();
+                self.apply_created(&mut o, record, *revokes, Some(access), Some(credits));
+            }
+            ApiKeyEvent::Rotated { record, .. } => {
+                let mut o = self.owners.entry(record.owner).or_default();
+                self.apply_rotated(&mut o, ev);
+            }
+            ApiKeyEvent::CreditsSet { entries } => {
+                for (key_id, credits) in entries {
+                    self.apply_credits(*key_id, credits);
+                }
             }
             ApiKeyEvent::DisabledSet { key_id, disabled } => {
                 self.apply_disabled(*key_id, *disabled)
@@ -124,8 +143,12 @@ impl ApiKeys {
         record: &KeyRecord,
         revokes: Option<Uuid>,
         access: Option<&KeyAccess>,
+        credits: Option<&KeyCredits>,
     ) {
         self.insert_key(o, record, access);
+        if let Some(c) = credits {
+            self.apply_credits(record.key_id, c);
+        }
         let id = record.key_id;
         if !o.creations.iter().any(|(k, _)| *k == id) {
             // The same pruning as a live creation does before its check, so
@@ -155,6 +178,8 @@ impl ApiKeys {
             self.by_hash.entry(record.hash).or_insert_with(|| KeyState {
                 rec: record.clone(),
                 access: access.cloned().unwrap_or_default(),
+                credits: None,
+                rotation: None,
                 dirty: false,
             });
         }
@@ -178,6 +203,54 @@ impl ApiKeys {
         if let Some(mut s) = self.by_hash.get_mut(&h) {
             // The first revocation stands; a replay of it changes nothing.
             s.rec.revoked_at.get_or_insert(at);
+        }
+    }
+
+    /// Keeps the later of the stored and the given credit state (a key that
+    /// was unmetered takes the given one).
+    pub(super) fn apply_credits(&self, key_id: Uuid, credits: &KeyCredits) {
+        let Some(h) = self.by_id.get(&key_id).map(|h| *h) else {
+            return;
+        };
+        if let Some(mut s) = self.by_hash.get_mut(&h) {
+            // A metered key, once rotated, spends its replacement's credits:
+            // a balance of its own logged before the rotation is moot.
+            if s.rotation.is_some_and(|r| r.metered) {
+                return;
+            }
+            match &mut s.credits {
+                Some(c) => c.merge(credits),
+                none => *none = Some(*credits),
+            }
+        }
+    }
+
+    /// The credits of every metered key for a snapshot, sorted by key id. A
+    /// pass of its own: applying credits keeps the later state, so it does
+    /// not matter that they are copied after [`Self::image_full`]'s records.
+    pub fn image_credits(&self) -> ApiKeysImageCredits {
+        let mut credits: Vec<(Uuid, KeyCredits)> = self
+            .by_hash
+            .iter()
+            .filter_map(|s| s.credits.map(|c| (s.rec.key_id, c)))
+            .collect();
+        credits.sort_by_key(|(id, _)| *id);
+        let mut rotations: Vec<(Uuid, Rotation)> = self
+            .by_hash
+            .iter()
+            .filter_map(|s| s.rotation.map(|r| (s.rec.key_id, r)))
+            .collect();
+        rotations.sort_by_key(|(id, _)| *id);
+        ApiKeysImageCredits { credits, rotations }
+    }
+
+    /// Adds a snapshot's credits to a domain [`Self::restore_full`] built.
+    pub fn restore_credits(&self, image: ApiKeysImageCredits) {
+        for (key_id, c) in image.credits {
+            self.apply_credits(key_id, &c);
+        }
+        for (key_id, r) in image.rotations {
+            self.set_rotation(key_id, r);
         }
     }
 

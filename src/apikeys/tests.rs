@@ -11,8 +11,10 @@ use super::*;
 use crate::ids::AccountId;
 
 mod access;
+mod credits;
 mod manage;
 mod replay;
+mod rotate;
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;
@@ -64,6 +66,7 @@ fn create_returns_a_well_formed_key_once() {
             key_id: new.key_id,
             rate_limit: None,
             scopes: ScopeSet::DEFAULT,
+            credits_remaining: None,
         }
     );
 }

@@ -6,7 +6,7 @@
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
-use super::{KeyAccess, KeyRateLimit, KeyRecord, KeyUsage};
+use super::{KeyAccess, KeyCredits, KeyRateLimit, KeyRecord, KeyUsage, Refill, Rotation};
 use crate::clock::{day_number, day_string, rfc3339, Millis};
 
 /// How many calendar days `usage_by_day` covers, today included.
@@ -75,6 +75,15 @@ pub struct KeyView {
     pub allowed_ips: Vec<String>,
     /// Whether it is disabled.
     pub disabled: bool,
+    /// Its credits left (a refill due counts as done); null = unmetered.
+    pub credits_remaining: Option<u64>,
+    /// Its refill rule, if any.
+    pub refill: Option<Refill>,
+    /// The key it was rotated to, if it was.
+    pub rotated_to: Option<Uuid>,
+    /// When it stops working because it was rotated.
+    #[serde(serialize_with = "opt_time")]
+    pub grace_until: Option<Millis>,
     /// The owner's `meta` as JSON text; the HTTP layer puts it in the item
     /// as an object (this module does not know JSON).
     #[serde(skip)]
@@ -83,7 +92,13 @@ pub struct KeyView {
 
 impl KeyView {
     /// The view of `rec` at `now`.
-    pub(super) fn of(rec: &KeyRecord, access: &KeyAccess, now: Millis) -> Self {
+    pub(super) fn of(
+        rec: &KeyRecord,
+        access: &KeyAccess,
+        credits: Option<&KeyCredits>,
+        rotation: Option<&Rotation>,
+        now: Millis,
+    ) -> Self {
         KeyView {
             key_id: rec.key_id,
             name: rec.name.clone(),
@@ -101,6 +116,10 @@ impl KeyView {
             scopes: access.scope_names(),
             allowed_ips: access.allowed_ips.iter().map(|c| c.to_string()).collect(),
             disabled: access.disabled,
+            credits_remaining: credits.map(|c| c.remaining_at(now)),
+            refill: credits.and_then(|c| c.refill),
+            rotated_to: rotation.map(|r| r.to),
+            grace_until: rotation.map(|r| r.grace_until),
             meta: access.meta.clone(),
         }
     }
@@ -208,7 +227,7 @@ mod tests {
 
     #[test]
     fn usage_by_day_is_thirty_days_oldest_first_with_zeros() {
-        let v = KeyView::of(&record(), &KeyAccess::default(), NOW);
+        let v = KeyView::of(&record(), &KeyAccess::default(), None, None, NOW);
         assert_eq!(v.usage_by_day.len(), 30);
         assert_eq!(v.usage_by_day[0].day, "2026-10-24");
         assert_eq!(v.usage_by_day[0].count, 3);
@@ -222,7 +241,7 @@ mod tests {
         );
         assert_eq!(v.usage_by_day.iter().map(|d| d.count).sum::<u64>(), 20);
         // A day later the oldest day falls out.
-        let later = KeyView::of(&record(), &KeyAccess::default(), NOW + DAY_MS);
+        let later = KeyView::of(&record(), &KeyAccess::default(), None, None, NOW + DAY_MS);
         assert_eq!(later.usage_by_day[0].day, "2026-10-25");
         assert_eq!(later.usage_by_day.iter().map(|d| d.count).sum::<u64>(), 17);
         assert!(later.expired);
@@ -231,7 +250,14 @@ mod tests {
 
     #[test]
     fn list_item_json_shape() {
-        let j = serde_json::to_value(KeyView::of(&record(), &KeyAccess::default(), NOW)).unwrap();
+        let j = serde_json::to_value(KeyView::of(
+            &record(),
+            &KeyAccess::default(),
+            None,
+            None,
+            NOW,
+        ))
+        .unwrap();
         for field in [
             "key_id",
             "name",
@@ -270,7 +296,7 @@ mod tests {
 
     #[test]
     fn key_preference_shape() {
-        let v = KeyView::of(&record(), &KeyAccess::default(), NOW);
+        let v = KeyView::of(&record(), &KeyAccess::default(), None, None, NOW);
         let j = serde_json::to_value(KeyPreference::new(Some(&v), 250)).unwrap();
         assert_eq!(
             j,

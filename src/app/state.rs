@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Accounts, AccountsImage};
-use crate::apikeys::{ApiKeys, ApiKeysImage, ApiKeysImageExt};
+use crate::apikeys::{ApiKeys, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt};
 use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
@@ -41,6 +41,21 @@ pub struct StateImage {
     pub idempotency: IdemImage,
     /// Third round: API keys' scopes, IP allowlists and disabled flags.
     pub apikeys_ext: ApiKeysImageExt,
+    /// Third round, credits: every metered key's balance.
+    pub apikeys_credits: ApiKeysImageCredits,
+}
+
+/// The third round's first snapshot layout (before credits).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct StateImageV3 {
+    pools: PoolImage,
+    accounts: AccountsImage,
+    apikeys: ApiKeysImage,
+    purchases: PurchasesImage,
+    pools_ext: PoolImageExt,
+    idempotency: IdemImage,
+    apikeys_ext: ApiKeysImageExt,
 }
 
 /// The second round's snapshot layout.
@@ -66,23 +81,40 @@ struct StateImageV1 {
 }
 
 impl StateImage {
-    /// Decodes a snapshot of this layout, of the second round's, or of the
-    /// first round's (which lack the later fields).
+    /// Decodes a snapshot of this layout, or of an earlier one (which lacks
+    /// the later fields).
     pub fn decode(bytes: &[u8]) -> Result<StateImage, codec::CodecError> {
         match codec::decode_snapshot::<StateImage>(bytes) {
             Ok(image) => Ok(image),
-            Err(e) => match codec::decode_snapshot::<StateImageV2>(bytes) {
-                Ok(v2) => Ok(StateImage {
-                    pools: v2.pools,
-                    accounts: v2.accounts,
-                    apikeys: v2.apikeys,
-                    purchases: v2.purchases,
-                    pools_ext: v2.pools_ext,
-                    idempotency: v2.idempotency,
-                    apikeys_ext: ApiKeysImageExt::default(),
+            Err(e) => match codec::decode_snapshot::<StateImageV3>(bytes) {
+                Ok(v3) => Ok(StateImage {
+                    pools: v3.pools,
+                    accounts: v3.accounts,
+                    apikeys: v3.apikeys,
+                    purchases: v3.purchases,
+                    pools_ext: v3.pools_ext,
+                    idempotency: v3.idempotency,
+                    apikeys_ext: v3.apikeys_ext,
+                    apikeys_credits: ApiKeysImageCredits::default(),
                 }),
-                Err(_) => Self::decode_v1(bytes).ok_or(e),
+                Err(_) => Self::decode_v2(bytes).ok_or(e),
             },
+        }
+    }
+
+    fn decode_v2(bytes: &[u8]) -> Option<StateImage> {
+        match codec::decode_snapshot::<StateImageV2>(bytes) {
+            Ok(v2) => Some(StateImage {
+                pools: v2.pools,
+                accounts: v2.accounts,
+                apikeys: v2.apikeys,
+                purchases: v2.purchases,
+                pools_ext: v2.pools_ext,
+                idempotency: v2.idempotency,
+                apikeys_ext: ApiKeysImageExt::default(),
+                apikeys_credits: ApiKeysImageCredits::default(),
+            }),
+            Err(_) => Self::decode_v1(bytes),
         }
     }
 
@@ -96,6 +128,7 @@ impl StateImage {
             pools_ext: PoolImageExt::default(),
             idempotency: IdemImage::default(),
             apikeys_ext: ApiKeysImageExt::default(),
+            apikeys_credits: ApiKeysImageCredits::default(),
         })
     }
 }
@@ -133,7 +166,11 @@ impl State {
                 State {
                     pools: Pools::restore_full(pool_cfg, image.pools, image.pools_ext),
                     accounts: Accounts::restore(acc_cfg, image.accounts),
-                    apikeys: ApiKeys::restore_full(key_cfg, image.apikeys, image.apikeys_ext),
+                    apikeys: {
+                        let k = ApiKeys::restore_full(key_cfg, image.apikeys, image.apikeys_ext);
+                        k.restore_credits(image.apikeys_credits);
+                        k
+                    },
                     purchases: Purchases::restore(pur_cfg, image.purchases),
                     idempotency: Idempotency::restore(image.idempotency),
                     epoch,
@@ -187,6 +224,7 @@ impl State {
             pools_ext,
             idempotency: self.idempotency.image(),
             apikeys_ext,
+            apikeys_credits: self.apikeys.image_credits(),
         }
     }
 }
@@ -194,7 +232,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apikeys::KeyAccess;
+    use crate::apikeys::{KeyAccess, KeyCredits};
 
     fn apikeys_image() -> ApiKeysImage {
         let k = ApiKeys::new(crate::apikeys::ApiKeysConfig { keys_per_day: 5 });
@@ -235,7 +273,7 @@ mod tests {
                 },
             )],
         };
-        let v3 = codec::encode(&StateImage {
+        let v3 = codec::encode(&StateImageV3 {
             pools: PoolImage::default(),
             accounts: AccountsImage::default(),
             apikeys: apikeys.clone(),
@@ -245,15 +283,33 @@ mod tests {
             apikeys_ext: ext.clone(),
         })
         .unwrap();
-        for (name, bytes, want_ext) in [
-            ("v1", &v1, ApiKeysImageExt::default()),
-            ("v2", &v2, ApiKeysImageExt::default()),
-            ("v3", &v3, ext),
+        let credits = ApiKeysImageCredits {
+            credits: vec![(apikeys.keys[0].key_id, KeyCredits::new(7, None, 2, 1_000))],
+            ..ApiKeysImageCredits::default()
+        };
+        let v4 = codec::encode(&StateImage {
+            pools: PoolImage::default(),
+            accounts: AccountsImage::default(),
+            apikeys: apikeys.clone(),
+            purchases: PurchasesImage::default(),
+            pools_ext: PoolImageExt::default(),
+            idempotency: IdemImage::default(),
+            apikeys_ext: ext.clone(),
+            apikeys_credits: credits.clone(),
+        })
+        .unwrap();
+        let none = ApiKeysImageCredits::default();
+        for (name, bytes, want_ext, want_credits) in [
+            ("v1", &v1, ApiKeysImageExt::default(), &none),
+            ("v2", &v2, ApiKeysImageExt::default(), &none),
+            ("v3", &v3, ext.clone(), &none),
+            ("v4", &v4, ext, &credits),
         ] {
             let image = StateImage::decode(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(image.apikeys, apikeys, "{name}");
             assert_eq!(image.apikeys_ext, want_ext, "{name}");
+            assert_eq!(&image.apikeys_credits, want_credits, "{name}");
         }
-        assert!(StateImage::decode(&v3[..v3.len() - 1]).is_err());
+        assert!(StateImage::decode(&v4[..v4.len() - 1]).is_err());
     }
 }

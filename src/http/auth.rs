@@ -91,6 +91,13 @@ impl Http {
                 Err(KeyAuthError::AddressRefused) => Err(ApiError::forbidden(
                     "This API key may not be used from this address.",
                 )),
+                Err(KeyAuthError::NoCredits { retry_after_secs }) => Err(ApiError {
+                    retry_after: retry_after_secs,
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "This API key has no credits left.",
+                    )
+                }),
                 Err(e) => Err(refused(ApiError::unauthorized(match e {
                     KeyAuthError::Malformed(_) => {
                         "The API key is malformed or mistyped (its checksum does not match); check it and try again."
@@ -101,6 +108,8 @@ impl Http {
                     KeyAuthError::Disabled => "This API key is disabled.",
                     // Answered 403 above; the sentence is the same.
                     KeyAuthError::AddressRefused => "This API key may not be used from this address.",
+                    KeyAuthError::NoCredits { .. } => "This API key has no credits left.",
+                    KeyAuthError::Rotated => "This API key was rotated and its grace period is over; use its replacement.",
                 }))),
             },
             Credential::Session(token) => match self.app.state().accounts.use_session(token, now) {

@@ -55,6 +55,10 @@ pub enum Route<'a> {
     KeyDisable(&'a str),
     /// `/api/keys/{key_id}/enable`.
     KeyEnable(&'a str),
+    /// `/api/keys/{key_id}/credits`.
+    KeyCredits(&'a str),
+    /// `/api/keys/{key_id}/rotate`.
+    KeyRotate(&'a str),
     /// `/api/keys/verify`.
     KeysVerify,
 }
@@ -98,6 +102,8 @@ impl Route<'_> {
             Route::VideoStream(_) => "/video/stream/{video_id}",
             Route::KeyDisable(_) => "/api/keys/{key_id}/disable",
             Route::KeyEnable(_) => "/api/keys/{key_id}/enable",
+            Route::KeyCredits(_) => "/api/keys/{key_id}/credits",
+            Route::KeyRotate(_) => "/api/keys/{key_id}/rotate",
             Route::KeysVerify => "/api/keys/verify",
         }
     }
@@ -112,7 +118,8 @@ impl Route<'_> {
             | Route::UserPin
             | Route::Lease(_)
             | Route::PoolLease(..)
-            | Route::PoolKeepalive(..) => "PUT, OPTIONS",
+            | Route::PoolKeepalive(..)
+            | Route::KeyCredits(_) => "PUT, OPTIONS",
             Route::Pool(_) => "DELETE, OPTIONS",
             Route::Register
             | Route::Login
@@ -124,6 +131,7 @@ impl Route<'_> {
             | Route::VideoPurchase
             | Route::KeyDisable(_)
             | Route::KeyEnable(_)
+            | Route::KeyRotate(_)
             | Route::KeysVerify => "POST, OPTIONS",
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
@@ -167,7 +175,9 @@ impl Route<'_> {
             | Route::RevokeKey
             | Route::UserKey
             | Route::KeyDisable(_)
-            | Route::KeyEnable(_) => Some(Scope::KeysWrite),
+            | Route::KeyEnable(_)
+            | Route::KeyCredits(_)
+            | Route::KeyRotate(_) => Some(Scope::KeysWrite),
             Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
             Route::KeysVerify => Some(Scope::KeysVerify),
             // Public, or a credential that is not an API key (a session, a
@@ -234,6 +244,8 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::VideoStream("{video_id}"),
     Route::KeyDisable("{key_id}"),
     Route::KeyEnable("{key_id}"),
+    Route::KeyCredits("{key_id}"),
+    Route::KeyRotate("{key_id}"),
     Route::KeysVerify,
 ];
 
@@ -278,6 +290,8 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::VideoStream(_)
         | Route::KeyDisable(_)
         | Route::KeyEnable(_)
+        | Route::KeyCredits(_)
+        | Route::KeyRotate(_)
         | Route::KeysVerify => {}
     }
 }
@@ -360,6 +374,12 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         [Some("api"), Some("keys"), Some(id), Some("enable"), None] if nonempty(id) => {
             Route::KeyEnable(id)
         }
+        [Some("api"), Some("keys"), Some(id), Some("credits"), None] if nonempty(id) => {
+            Route::KeyCredits(id)
+        }
+        [Some("api"), Some("keys"), Some(id), Some("rotate"), None] if nonempty(id) => {
+            Route::KeyRotate(id)
+        }
         [Some("video"), Some("info"), None, ..] => Route::VideoInfo,
         [Some("video"), Some("purchase"), None, ..] => Route::VideoPurchase,
         [Some("video"), Some("purchase"), Some(id), None, ..] if nonempty(id) => {
@@ -409,6 +429,8 @@ mod tests {
             ("/api/keys/verify", Some(Route::KeysVerify)),
             ("/api/keys/k1/disable", Some(Route::KeyDisable("k1"))),
             ("/api/keys/k1/enable", Some(Route::KeyEnable("k1"))),
+            ("/api/keys/k1/credits", Some(Route::KeyCredits("k1"))),
+            ("/api/keys/k1/rotate", Some(Route::KeyRotate("k1"))),
             ("/api/keys/k1", None),
             ("/nope", None),
             ("/a/b/c/d/e/f", None),
@@ -559,6 +581,8 @@ mod tests {
             (Route::UserKey, &p, Some(KeysWrite)),
             (Route::KeyDisable("k"), &p, Some(KeysWrite)),
             (Route::KeyEnable("k"), &p, Some(KeysWrite)),
+            (Route::KeyCredits("k"), &u, Some(KeysWrite)),
+            (Route::KeyRotate("k"), &p, Some(KeysWrite)),
             (Route::UserPin, &u, Some(Purchase)),
             (Route::VideoPurchase, &p, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),

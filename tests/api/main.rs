@@ -10,6 +10,7 @@
 //! - `hostile`: slow bodies, idle connections, per-IP and global connection caps,
 //!   uploads refused while still being sent (issue 13).
 //! - `full_disk`: a real full disk (a small tmpfs; needs root, skips otherwise).
+//! - `credits`: credits per key: exact spending under concurrency, PUT, verify, restarts.
 //! - `pipelined`: kill -9 during pipelined group commits; every acknowledged change survives.
 //! - `idempotency`: `Idempotency-Key` retries get the first answer, across kill -9.
 //! - `leases`: named pools, sealed values, ttl, batch and long-poll checkout, lease extension, cooldown.
@@ -20,6 +21,7 @@
 
 mod accounts;
 mod browser;
+mod credits;
 mod documents;
 mod durability;
 mod errors;

@@ -14,8 +14,8 @@ use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::param;
 use crate::apikeys::{
-    valid_scope_name, ApiKeyError, CreateKey, KeyAccess, KeyPreference, KeyRateLimit, KeyStatus,
-    MAX_META_BYTES,
+    valid_scope_name, ApiKeyError, CreateKey, CreditSpec, KeyAccess, KeyPreference, KeyRateLimit,
+    KeyStatus, MAX_META_BYTES,
 };
 use crate::clock::rfc3339;
 use crate::event::EventRef;
@@ -27,6 +27,7 @@ fn key_error(e: ApiKeyError) -> ApiError {
         ApiKeyError::DailyLimit { retry_after_secs } => ApiError::rate_limited(retry_after_secs),
         ApiKeyError::NotFound => ApiError::not_found("API key not found."),
         ApiKeyError::Invalid { .. } => ApiError::bad_request(e.to_string()),
+        ApiKeyError::NotRotatable(why) => ApiError::conflict(why),
         ApiKeyError::AmbiguousPrefix => ApiError::conflict(
             "That key_prefix matches several of your keys; revoke by key_id or the full key.",
         ),
@@ -82,6 +83,7 @@ pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
             rate_limit: None,
             primary: false,
             access: KeyAccess::default(),
+            credits: None,
         },
     )
     .await?;
@@ -131,6 +133,8 @@ struct Generate {
     allowed_ips: Option<Vec<String>>,
     #[serde(default)]
     meta: Option<Value>,
+    #[serde(default)]
+    credits: Option<CreditSpec>,
 }
 
 /// The platform's optional access fields of a new key (not `#[serde(flatten)]`
@@ -192,6 +196,7 @@ pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
         rate_limit: body.rate_limit,
         primary: false,
         access,
+        credits: body.credits,
     };
     let app = &http.app;
     let now = app.now();
@@ -337,6 +342,8 @@ struct Seed003Create {
     allowed_ips: Option<Vec<String>>,
     #[serde(default)]
     meta: Option<Value>,
+    #[serde(default)]
+    credits: Option<CreditSpec>,
 }
 
 /// `POST /api/user/key` (seed 003): replaces the account's primary key.
@@ -355,10 +362,14 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
     let now = app.now();
     let new = app
         .write(|st, rec| {
-            st.apikeys
-                .replace_primary(caller.account, body.key_name, access, now, &mut |e| {
-                    rec.record(EventRef::ApiKey(e))
-                })
+            st.apikeys.replace_primary_with(
+                caller.account,
+                body.key_name,
+                access,
+                body.credits,
+                now,
+                &mut |e| rec.record(EventRef::ApiKey(e)),
+            )
         })
         .await?
         .map_err(key_error)?;
@@ -423,6 +434,79 @@ pub async fn set_disabled(http: &Http, ctx: &mut Ctx, key_id: &str, disabled: bo
     ))
 }
 
+/// `PUT /api/keys/{key_id}/credits` `{"remaining", "refill"?}`: sets a key's
+/// balance and refill (an unmetered key becomes metered). Another account's
+/// key, or a key id that is not a uuid, is 404.
+pub async fn set_credits(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let not_found = || ApiError::not_found("API key not found.");
+    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let spec: CreditSpec = ctx.json().await?;
+    let app = &http.app;
+    let now = app.now();
+    let credits = app
+        .write(|st, rec| {
+            st.apikeys
+                .set_credits(caller.account, key_id, spec, now, &mut |e| {
+                    rec.record(EventRef::ApiKey(e))
+                })
+        })
+        .await?
+        .map_err(|e| match e {
+            ApiKeyError::NotFound => not_found(),
+            e => key_error(e),
+        })?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "key_id": key_id,
+            "credits_remaining": credits.remaining,
+            "refill": credits.refill,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default)]
+    grace_secs: Option<u64>,
+}
+
+/// `POST /api/keys/{key_id}/rotate` `{"grace_secs"?}` (an empty body is `{}`):
+/// 201 with the replacement, shown once. Another account's key, or a key id
+/// that is not a uuid, is 404; a rotated, revoked or expired key 409.
+pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let not_found = || ApiError::not_found("API key not found.");
+    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let body: Rotate = ctx.json().await?;
+    let app = &http.app;
+    let now = app.now();
+    let grace = body.grace_secs.unwrap_or(86_400);
+    let (new, until) = app
+        .write(|st, rec| {
+            st.apikeys
+                .rotate(caller.account, key_id, grace, now, &mut |e| {
+                    rec.record(EventRef::ApiKey(e))
+                })
+        })
+        .await?
+        .map_err(|e| match e {
+            ApiKeyError::NotFound => not_found(),
+            e => key_error(e),
+        })?;
+    Ok(json(
+        StatusCode::CREATED,
+        &json!({
+            "key": new.key,
+            "key_id": new.key_id,
+            "key_prefix": new.key_prefix,
+            "old_key_expires_at": rfc3339(until),
+        }),
+    ))
+}
+
 #[derive(Deserialize)]
 struct Verify {
     key: String,
@@ -455,6 +539,7 @@ pub async fn verify(http: &Http, ctx: &mut Ctx) -> Reply {
         KeyStatus::Revoked => "REVOKED",
         KeyStatus::Expired => "EXPIRED",
         KeyStatus::Disabled => "DISABLED",
+        KeyStatus::UsageExceeded => "USAGE_EXCEEDED",
         KeyStatus::Live { has_scope } => {
             let limited = match check
                 .key
@@ -479,6 +564,10 @@ pub async fn verify(http: &Http, ctx: &mut Ctx) -> Reply {
         out.insert("name".into(), k.name.map_or(Value::Null, Value::from));
         out.insert("scopes".into(), Value::from(k.scopes));
         out.insert("meta".into(), meta_value(k.meta.as_deref()));
+        out.insert(
+            "credits_remaining".into(),
+            k.credits_remaining.map_or(Value::Null, Value::from),
+        );
         out.insert(
             "expires_at".into(),
             k.expires_at

@@ -71,6 +71,8 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
 
         (Route::KeyDisable(id), _) => keys::set_disabled(http, ctx, id, true).await,
         (Route::KeyEnable(id), _) => keys::set_disabled(http, ctx, id, false).await,
+        (Route::KeyCredits(id), _) => keys::set_credits(http, ctx, id).await,
+        (Route::KeyRotate(id), _) => keys::rotate(http, ctx, id).await,
         (Route::KeysVerify, _) => keys::verify(http, ctx).await,
 
         (Route::UserPin, _) => purchase::set_pin(http, ctx).await,
