@@ -202,9 +202,10 @@ impl Http {
             }
         };
         let h = resp.headers_mut();
-        if read_failed {
-            // The rest of the body is still coming: this connection cannot
-            // carry another request, and the client should know it.
+        if read_failed || (has_body && !consumed) {
+            // The rest of the body is still coming (or was never read): this
+            // connection cannot carry another request, and the client must
+            // know it, or it sends its next request into a closing socket.
             h.insert(CONNECTION, HeaderValue::from_static("close"));
         }
         h.insert("access-control-allow-origin", self.cors_origin.clone());

@@ -447,3 +447,31 @@ fn a_refusal_waits_for_the_request_so_that_keep_alive_clients_can_read_it() {
     let mut silent = connect(&s, Duration::from_secs(5));
     assert_busy(&read_response(&mut silent).expect("a 503 within a second"));
 }
+
+/// Regression: an answer given without reading the request's body (a 401,
+/// 403 or 404 before the JSON is parsed) closes the connection, so it must say
+/// `Connection: close`; without it a keep-alive client sent its next request
+/// into the closing socket and got a transport error (seen as a flaky test).
+#[test]
+fn an_answer_that_leaves_the_body_unread_says_connection_close() {
+    let s = Server::start(RELAXED);
+    for (path, status) in [("/nope", 404), ("/generate-key", 401)] {
+        let r = crate::support::raw(
+            "POST",
+            &s.url(path),
+            &[],
+            Some(r#"{"name": "x"}"#.to_owned()),
+        );
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+        assert_eq!(r.header("connection"), Some("close"), "{path}");
+    }
+    // A request whose body was read keeps the connection.
+    let r = call(
+        "POST",
+        &s.url("/register"),
+        None,
+        Some(serde_json::json!({"username": "conn-user", "password": "correct horse battery"})),
+    );
+    assert_eq!(r.status, 201);
+    assert_ne!(r.header("connection"), Some("close"));
+}
