@@ -299,4 +299,6 @@ pub struct ApiKeysImageExt {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
