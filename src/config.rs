@@ -242,4 +242,55 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert!(Config::try_parse_from(["keypool", "--log-format", "xml"]).is_err());
     }
+
+    mod fuzz {
+        //! Property-based fuzzing (`fuzz_*`) of the rate and duration flags.
+
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn number_like() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[-+ ]?[0-9]{0,25}(\\.[0-9]{0,3})? ?(ns|us|µs|ms|s|m|min|h|d|w|M|y|years|x)?",
+                "[0-9]{1,12}/[0-9]{0,25}(ms|s|m|h|d)?",
+                Just("18446744073709551616s".to_string()),
+                Just("99999999999y".to_string()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Any string is a duration or an error that names it; no panic.
+            #[test]
+            fn fuzz_parse_duration_any(s in number_like()) {
+                if let Err(e) = parse_duration(&s) {
+                    prop_assert!(e.contains("is not a duration"), "{e}");
+                }
+            }
+
+            /// Every duration humantime prints parses back to itself.
+            #[test]
+            fn fuzz_parse_duration_round_trip(secs in 0u64..10_000_000_000, nanos in 0u32..1_000_000_000) {
+                let d = Duration::new(secs, nanos);
+                let shown = humantime::format_duration(d).to_string();
+                prop_assert_eq!(parse_duration(&shown), Ok(d));
+            }
+
+            /// Any string is a positive rate or an error; `N/DURATION` round-trips.
+            #[test]
+            fn fuzz_rate(s in number_like(), n in 1u32.., ms in 1u64..1_000_000_000) {
+                if let Ok(r) = s.parse::<Rate>() {
+                    prop_assert!(r.count > 0 && !r.per.is_zero());
+                }
+                let per = Duration::from_millis(ms);
+                let text = format!("{n}/{}", humantime::format_duration(per));
+                prop_assert_eq!(text.parse::<Rate>(), Ok(Rate { count: n, per }));
+                let zero = format!("0/{}", humantime::format_duration(per));
+                prop_assert!(zero.parse::<Rate>().is_err());
+            }
+        }
+    }
 }

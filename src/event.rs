@@ -19,7 +19,9 @@
 //! random key".) Changes that must happen together (a purchase settling and the
 //! balance it takes) are one event.
 
-use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{accounts, apikeys, idempotency, pool, purchase};
 
@@ -36,6 +38,7 @@ pub enum Event {
     Purchase(purchase::PurchaseEvent),
     /// Changes that must be applied together or not at all (a purchase settling
     /// and the balance it takes): one record, so a crash cannot split them.
+    #[serde(deserialize_with = "bounded_batch")]
     Batch(Vec<Event>),
     /// A kept answer for `Idempotency-Key` retries (second round; after the
     /// first round's variants so that older logs still decode).
@@ -80,4 +83,34 @@ impl EventRef<'_> {
             EventRef::Idempotency(e) => Event::Idempotency(e.clone()),
         }
     }
+}
+
+/// How deep batches may nest in a decoded record. The server writes batches of
+/// plain events (depth 1); a damaged or hostile record of nested batches (two
+/// bytes a level) would otherwise overflow the stack while decoding.
+pub const MAX_BATCH_DEPTH: usize = 8;
+
+thread_local! {
+    static BATCH_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Decodes a batch's events, refusing batches nested deeper than [`MAX_BATCH_DEPTH`].
+fn bounded_batch<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Event>, D::Error> {
+    struct Level;
+    impl Drop for Level {
+        fn drop(&mut self) {
+            BATCH_DEPTH.with(|c| c.set(c.get() - 1));
+        }
+    }
+    let depth = BATCH_DEPTH.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let _level = Level;
+    if depth > MAX_BATCH_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "batches nested deeper than {MAX_BATCH_DEPTH}"
+        )));
+    }
+    Vec::<Event>::deserialize(d)
 }

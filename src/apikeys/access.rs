@@ -151,14 +151,14 @@ impl Cidr {
     pub fn parse(s: &str) -> Option<Cidr> {
         let (a, len) = match s.split_once('/') {
             Some((a, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
-                (a, n.parse::<u8>().ok()?)
+                (a, Some(n.parse::<u8>().ok()?))
             }
             Some(_) => return None,
-            None => (s, u8::MAX),
+            None => (s, None),
         };
         let addr: IpAddr = a.parse().ok()?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = if len == u8::MAX { max } else { len };
+        let len = len.unwrap_or(max);
         if len > max {
             return None;
         }

@@ -376,4 +376,6 @@ pub struct Rotation {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;

@@ -7,6 +7,8 @@
 pub mod admit;
 pub mod auth;
 pub mod conn;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod idem;
 pub mod limits;
 pub mod metrics;

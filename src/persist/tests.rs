@@ -15,6 +15,7 @@ use super::testing::{FaultFs, Faults, EIO, ENOSPC};
 use super::*;
 
 mod faults;
+mod fuzz;
 mod model;
 mod snapshots;
 

@@ -95,6 +95,10 @@ impl StreamSigner {
         };
         let account = AccountId(parse_decimal(a).ok_or(StreamError::Malformed)?);
         let expires_at = parse_decimal(t).ok_or(StreamError::Malformed)?;
+        // Lowercase only, as `sign` writes it: one token, one spelling.
+        if !m.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(StreamError::Malformed);
+        }
         let tag = hex::decode(m).map_err(|_| StreamError::Malformed)?;
         self.mac(account, video_id, expires_at)
             .verify_slice(&tag)
@@ -301,5 +305,99 @@ mod tests {
         for (header, len, want) in cases {
             assert_eq!(parse_range(header, *len), *want, "{header:?} of {len}");
         }
+    }
+}
+
+#[cfg(test)]
+mod fuzz_tests {
+    //! Property-based fuzzing (`fuzz_*`) of the `Range` header and of stream
+    //! tokens, both of which come from the client.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 1000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn range_header() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "(bytes|BYTES|items| bytes )?=? ?[0-9]{0,22} ?-? ?[0-9]{0,22}(,[0-9]{0,3}-[0-9]{0,3})?",
+            (any::<u64>(), any::<u64>()).prop_map(|(a, b)| format!("bytes={a}-{b}")),
+            any::<u64>().prop_map(|n| format!("bytes=-{n}")),
+            any::<u64>().prop_map(|n| format!("bytes={n}-")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any `Range` against any length: a range inside the resource, a
+        /// 416, or "ignore"; never a panic or a range past the end.
+        #[test]
+        fn fuzz_parse_range(h in range_header(), len in prop_oneof![0u64..4, 0u64..10_000, any::<u64>()]) {
+            match parse_range(&h, len) {
+                Ok(Some((first, last))) => {
+                    prop_assert!(first <= last && last < len, "{h:?} len {len}: {first}-{last}");
+                }
+                Ok(None) => {}
+                Err(RangeError) => {}
+            }
+        }
+
+        /// `bytes=a-b` inside the resource is served exactly.
+        #[test]
+        fn fuzz_parse_range_exact(len in 1u64.., a in any::<u64>(), b in any::<u64>()) {
+            let (a, b) = (a.min(b) % len, a.max(b) % len);
+            let (a, b) = (a.min(b), a.max(b));
+            prop_assert_eq!(parse_range(&format!("bytes={a}-{b}"), len), Ok(Some((a, b))));
+            prop_assert_eq!(parse_range(&format!("bytes={a}-"), len), Ok(Some((a, len - 1))));
+            prop_assert_eq!(parse_range(&format!("bytes={len}-"), len), Err(RangeError));
+        }
+
+        /// A stream token verifies only as signed: any string, and a signed
+        /// token with one character changed, cut or extended, is refused.
+        #[test]
+        fn fuzz_stream_token(junk in any::<String>(), at in any::<prop::sample::Index>(), c in any::<char>(), how in 0..3u8) {
+            let s = StreamSigner::new([9; 32]);
+            let now = 1_795_357_800_000;
+            prop_assert!(s.verify(&junk, "featured", now).is_err());
+            let t = s.sign(AccountId(7), "featured", now + 60_000);
+            prop_assert_eq!(s.verify(&t, "featured", now), Ok(AccountId(7)));
+            let mut chars: Vec<char> = t.chars().collect();
+            let i = at.index(chars.len());
+            match how {
+                0 => chars[i] = c,
+                1 => chars.truncate(i),
+                _ => chars.insert(i, c),
+            }
+            let bad: String = chars.into_iter().collect();
+            if bad != t {
+                prop_assert!(s.verify(&bad, "featured", now).is_err(), "{}", bad);
+            }
+        }
+    }
+
+    /// Bug found by fuzzing: the tag's hex was read in either case, so one
+    /// token had many spellings (the decimals refuse `+` for that reason).
+    #[test]
+    fn fuzz_regression_uppercase_tag_is_refused() {
+        let s = StreamSigner::new([9; 32]);
+        let now = 1_795_357_800_000;
+        let t = s.sign(AccountId(7), "featured", now + 60_000);
+        let (head, tag) = t.rsplit_once('.').unwrap();
+        assert!(tag.bytes().any(|b| b.is_ascii_lowercase()), "{t}");
+        let upper = format!("{head}.{}", tag.to_ascii_uppercase());
+        assert_eq!(
+            s.verify(&upper, "featured", now),
+            Err(StreamError::Malformed)
+        );
+        assert_eq!(s.verify(&t, "featured", now), Ok(AccountId(7)));
     }
 }

@@ -3,6 +3,8 @@
 //! mapping for a domain lives in its file and nowhere else.
 
 mod accounts;
+#[cfg(test)]
+mod fuzz_tests;
 mod keys;
 mod ops;
 mod pool;
