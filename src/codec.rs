@@ -43,10 +43,25 @@ pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
 }
 
 /// Decodes a snapshot image that fills `bytes` exactly.
+///
+/// bincode allocates a string's claimed length before reading it, so the
+/// limit follows the image's size: it counts at most 16 claimed bytes for
+/// each byte it reads (8 for any varint however short, 16 for a `u128`), so
+/// 16 times the image always suffices for a real one, and a length prefix
+/// claiming gigabytes in a small image is refused before it is allocated.
 pub fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.len() {
+        n if n <= 1 << 20 => decode_within::<T, { 16 << 20 }>(bytes),
+        n if n <= 16 << 20 => decode_within::<T, { 256 << 20 }>(bytes),
+        n if n <= 256 << 20 => decode_within::<T, { 4 << 30 }>(bytes),
+        _ => decode_within::<T, MAX_SNAPSHOT>(bytes),
+    }
+}
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(
         bytes,
-        bincode::config::standard().with_limit::<MAX_SNAPSHOT>(),
+        bincode::config::standard().with_limit::<LIMIT>(),
     )?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
@@ -147,5 +162,63 @@ mod fuzz_tests {
         assert!(e.to_string().contains("nested deeper"), "{e}");
         // The depth count is per decode: a refused one leaves none behind.
         assert!(decode_record::<Event>(&bytes).is_ok());
+    }
+
+    /// Bug found by fuzzing: five bytes of snapshot image claiming a 7 GiB
+    /// string made the decoder reserve 7 GiB (the limit was the fixed 8 GiB)
+    /// before finding the bytes missing; now the limit follows the image.
+    #[test]
+    fn fuzz_regression_small_snapshot_cannot_claim_gigabytes() {
+        let peak = || {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    let l = s.lines().find(|l| l.starts_with("VmPeak:"))?.to_owned();
+                    l.split_whitespace().nth(1)?.parse::<u64>().ok()
+                })
+        };
+        let before = peak();
+        let b = encode(&(7u64 << 30)).unwrap();
+        assert!(decode_snapshot::<String>(&b).is_err());
+        assert!(decode_snapshot::<serde_bytes_like::Buf>(&b).is_err());
+        if let (Some(before), Some(after)) = (before, peak()) {
+            // Other tests run alongside; 7 GiB of address space is unmistakable.
+            assert!(
+                after < before + (1 << 20),
+                "VmPeak grew from {before} kB to {after} kB"
+            );
+        }
+        // Real values near the tier boundaries still decode.
+        for n in [1usize << 20, (1 << 20) + 1] {
+            let s = "x".repeat(n - 4);
+            let bytes = encode(&s).unwrap();
+            assert_eq!(decode_snapshot::<String>(&bytes).unwrap(), s);
+        }
+        let many: Vec<u128> = vec![1; 1 << 16];
+        assert_eq!(
+            decode_snapshot::<Vec<u128>>(&encode(&many).unwrap()).unwrap(),
+            many
+        );
+    }
+
+    mod serde_bytes_like {
+        /// A byte buffer decoded through `deserialize_byte_buf`.
+        #[derive(Debug)]
+        pub struct Buf;
+        impl<'de> serde::Deserialize<'de> for Buf {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl serde::de::Visitor<'_> for V {
+                    type Value = Buf;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("bytes")
+                    }
+                    fn visit_byte_buf<E>(self, _: Vec<u8>) -> Result<Buf, E> {
+                        Ok(Buf)
+                    }
+                }
+                d.deserialize_byte_buf(V)
+            }
+        }
     }
 }
