@@ -36,6 +36,10 @@ enum Op {
     Release(u64, usize, Lease),
     Delete(u64, usize, Lease),
     Keepalive(u64, usize),
+    /// Release under the current lease with this cooldown (ms).
+    Cool(u64, usize, Millis),
+    /// Extend the current lease (or a random one) to this many ms from now.
+    Extend(u64, usize, bool, Millis),
     Advance(Millis),
     /// The wall clock steps back this far (after a reap, so that nothing the
     /// model has settled is still pending in the pool). New deadlines then
@@ -54,7 +58,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (owner.clone(), key).prop_map(|(o, k)| Op::Get(o, k)),
         3 => (owner.clone(), key, lease.clone()).prop_map(|(o, k, l)| Op::Release(o, k, l)),
         1 => (owner.clone(), key, lease).prop_map(|(o, k, l)| Op::Delete(o, k, l)),
-        2 => (owner, key).prop_map(|(o, k)| Op::Keepalive(o, k)),
+        2 => (owner.clone(), key).prop_map(|(o, k)| Op::Keepalive(o, k)),
+        2 => (owner.clone(), key, 0..3_000u64).prop_map(|(o, k, c)| Op::Cool(o, k, c)),
+        2 => (owner, key, any::<bool>(), 1..4_000u64).prop_map(|(o, k, cur, b)| Op::Extend(o, k, cur, b)),
         3 => (0..2_000u64).prop_map(Op::Advance),
         1 => (0..3_000u64).prop_map(Op::StepBack),
         1 => Just(Op::Reap),
@@ -67,6 +73,7 @@ struct MKey {
     created_at: Millis,
     expires_at: Millis,
     block: Option<BlockInfo>,
+    cooling: Option<Millis>,
 }
 
 #[derive(Default)]
@@ -81,6 +88,9 @@ impl Model {
         for k in self.keys.values_mut() {
             if k.block.is_some_and(|b| b.blocked_until <= now) {
                 k.block = None;
+            }
+            if k.cooling.is_some_and(|c| c <= now) {
+                k.cooling = None;
             }
         }
     }
@@ -99,6 +109,8 @@ impl Model {
             s.total += 1;
             if k.block.is_some() {
                 s.blocked += 1;
+            } else if k.cooling.is_some() {
+                s.cooling += 1;
             } else {
                 s.available += 1;
             }
@@ -163,6 +175,7 @@ fn run(ops: Vec<Op>) {
                     created_at: now,
                     expires_at: c.expires_at,
                     block: None,
+                    cooling: None,
                 };
                 m.keys.insert(c.key_id, k);
                 ever.push(c.key_id);
@@ -173,6 +186,7 @@ fn run(ops: Vec<Op>) {
                         .mine(AccountId(o), c.key_id)
                         .expect("checked out a key of the owner");
                     assert_eq!(k.block, None, "checked out a blocked key");
+                    assert_eq!(k.cooling, None, "checked out a cooling key");
                     assert_eq!(
                         (c.expires_at, c.blocked_until),
                         (k.expires_at, now + BLOCK_TTL)
@@ -195,7 +209,7 @@ fn run(ops: Vec<Op>) {
                     created_at: k.created_at,
                     expires_at: k.expires_at,
                     blocked: k.block,
-                    cooling_until: None,
+                    cooling_until: k.cooling,
                     value: None,
                     metadata: None,
                 });
@@ -228,6 +242,50 @@ fn run(ops: Vec<Op>) {
                         m.keys.remove(&key_id);
                     } else if let Some(k) = m.mine(AccountId(o), key_id) {
                         k.block = None;
+                    }
+                }
+            }
+            Op::Cool(o, i, cooldown) => {
+                let key_id = pick(i);
+                let k = m.mine(AccountId(o), key_id).copied();
+                let lease = k.and_then(|k| k.block).map(|b| b.lease_id);
+                let got = p.release_cooling(AccountId(o), key_id, lease, cooldown, now, &mut emit);
+                let want = match (k, lease) {
+                    (None, _) => Err(PoolError::NotFound),
+                    (Some(_), None) => Err(PoolError::NotBlocked),
+                    _ => Ok(()),
+                };
+                assert_eq!(got, want, "{op:?}");
+                if got.is_ok() {
+                    let k = m.mine(AccountId(o), key_id).expect("it was there");
+                    k.block = None;
+                    k.cooling = (cooldown > 0).then_some(now + cooldown);
+                }
+            }
+            Op::Extend(o, i, current, block) => {
+                let key_id = pick(i);
+                let k = m.mine(AccountId(o), key_id).copied();
+                let held = k.and_then(|k| k.block);
+                let lease = match (current, held) {
+                    (true, Some(b)) => b.lease_id,
+                    _ => Uuid::new_v4(),
+                };
+                let got = p.extend(AccountId(o), key_id, lease, block, now, &mut emit);
+                let want = match (k, held) {
+                    (None, _) => Err(PoolError::NotFound),
+                    (Some(_), None) => Err(PoolError::NotBlocked),
+                    (Some(_), Some(b)) if b.lease_id != lease => Err(PoolError::LeaseMismatch),
+                    (Some(_), Some(_)) => Ok(Extended {
+                        key_id,
+                        lease_id: lease,
+                        blocked_until: now + block,
+                    }),
+                };
+                assert_eq!(got, want, "{op:?}");
+                if got.is_ok() {
+                    let k = m.mine(AccountId(o), key_id).expect("it was there");
+                    if let Some(b) = &mut k.block {
+                        b.blocked_until = now + block;
                     }
                 }
             }

@@ -286,9 +286,21 @@ impl Shard {
                 assert!(self.releases.iter().any(|e| *e == entry));
                 c.blocked += 1;
                 totals.blocked += 1;
+            } else if s.pos == COOLING {
+                let until = *self.cooling.get(&slot).expect("cooling slot has an end");
+                let entry = Entry {
+                    due: until,
+                    slot,
+                    gen: s.gen,
+                };
+                assert!(self.cooldowns.iter().any(|e| *e == entry));
+                assert!(!self.blocked.contains_key(&slot));
+                c.cooling += 1;
+                totals.cooling += 1;
             } else {
                 assert_eq!(self.free[&s.owner][s.pos as usize], slot);
                 assert!(!self.blocked.contains_key(&slot));
+                assert!(!self.cooling.contains_key(&slot));
             }
             let entry = Entry {
                 due: s.expires_at,
@@ -301,11 +313,17 @@ impl Shard {
         assert_eq!(self.blocked.len() as u64, totals.blocked);
         assert_eq!(self.totals.total, totals.total);
         assert_eq!(self.totals.blocked, totals.blocked);
+        assert_eq!(self.cooling.len() as u64, totals.cooling);
+        assert_eq!(self.totals.cooling, totals.cooling);
         assert_eq!(self.counts.len(), counts.len());
         for (owner, c) in counts {
             assert_eq!(self.counts[&owner].total, c.total);
             assert_eq!(self.counts[&owner].blocked, c.blocked);
-            assert_eq!(self.free[&owner].len() as u64, c.total - c.blocked);
+            assert_eq!(self.counts[&owner].cooling, c.cooling);
+            assert_eq!(
+                self.free[&owner].len() as u64,
+                c.total - c.blocked - c.cooling
+            );
         }
         assert!(self.expiry.len() <= 2 * live + COMPACT_SLACK);
         assert!(self.releases.len() <= 2 * self.blocked.len() + COMPACT_SLACK);

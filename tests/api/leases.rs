@@ -560,3 +560,77 @@ fn waiters_beyond_max_waiters_are_refused_429() {
     create_in(&s, "few", None);
     assert_eq!(first.join().unwrap().status, 200);
 }
+
+#[test]
+fn fifty_waiters_on_ten_keys_each_get_a_distinct_key_and_no_lease_is_doubled() {
+    let s = open(&[]);
+    let url = s.url("/pools/crowd/keys?wait=20&block=30");
+    let waiting: Vec<_> = (0..50)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || call("GET", &url, None, None))
+        })
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || waiters(&s) == 50));
+    let t = Instant::now();
+    let ids: Vec<String> = (0..10).map(|_| create_in(&s, "crowd", None)).collect();
+    // Ten are answered with the ten keys; then each key released goes to one
+    // more waiter, until all fifty have had one.
+    let mut got = Vec::new();
+    let mut pending = waiting;
+    while !pending.is_empty() {
+        let (done, rest): (Vec<_>, Vec<_>) = pending.into_iter().partition(|h| h.is_finished());
+        pending = rest;
+        for h in done {
+            let r = h.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text);
+            let (key, lease) = (r.str("key_id"), r.str("lease_id"));
+            assert!(ids.contains(&key));
+            let rel = s.call(
+                "PUT",
+                &format!("/pools/crowd/keys/{key}?lease_id={lease}"),
+                None,
+                None,
+            );
+            assert_eq!(
+                rel.status, 200,
+                "a lease was handed out twice: {}",
+                rel.text
+            );
+            got.push((key, lease));
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "waiters starved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(got.len(), 50);
+    let leases: std::collections::HashSet<_> = got.iter().map(|g| &g.1).collect();
+    assert_eq!(leases.len(), 50, "every answer its own lease");
+    assert_eq!(waiters(&s), 0);
+}
+
+#[test]
+fn a_lease_extended_past_its_first_end_is_still_held() {
+    let s = open(&[]);
+    let id = create_in(&s, "held", None);
+    let r = s.call("GET", "/pools/held/keys?block=1", None, None);
+    let lease = r.str("lease_id");
+    let r = s.call(
+        "PUT",
+        &format!("/pools/held/keys/{id}/lease?lease_id={lease}&block=5"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 200);
+    std::thread::sleep(Duration::from_millis(1800));
+    // Past the first end: still blocked, nobody else gets it, and it is still ours.
+    assert_eq!(s.call("GET", "/pools/held/keys", None, None).status, 404);
+    let r = s.call("GET", &format!("/pools/held/keys/{id}"), None, None);
+    assert_eq!(r.body["isBlocked"], true);
+    let r = s.call(
+        "PUT",
+        &format!("/pools/held/keys/{id}?lease_id={lease}"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}

@@ -406,12 +406,26 @@ pub async fn seed003_revoke(http: &Http, ctx: &mut Ctx, who: &str) -> Reply {
     ))
 }
 
+/// The `{key_id}` of an `/api/keys/{key_id}/…` route: anything not a uuid
+/// names no key.
+fn path_key_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(&param(raw)).map_err(|_| ApiError::not_found("API key not found."))
+}
+
+/// The mapping for routes about one key of the caller's (another
+/// account's key is not found).
+fn owned_key_error(e: ApiKeyError) -> ApiError {
+    match e {
+        ApiKeyError::NotFound => ApiError::not_found("API key not found."),
+        e => key_error(e),
+    }
+}
+
 /// `POST /api/keys/{key_id}/disable` and `…/enable`: another account's key,
 /// or a key id that is not a uuid, is 404.
 pub async fn set_disabled(http: &Http, ctx: &mut Ctx, key_id: &str, disabled: bool) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
-    let not_found = || ApiError::not_found("API key not found.");
-    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let key_id = path_key_id(key_id)?;
     let app = &http.app;
     app.write(|st, rec| {
         st.apikeys
@@ -420,10 +434,7 @@ pub async fn set_disabled(http: &Http, ctx: &mut Ctx, key_id: &str, disabled: bo
             })
     })
     .await?
-    .map_err(|e| match e {
-        ApiKeyError::NotFound => not_found(),
-        e => key_error(e),
-    })?;
+    .map_err(owned_key_error)?;
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -439,8 +450,7 @@ pub async fn set_disabled(http: &Http, ctx: &mut Ctx, key_id: &str, disabled: bo
 /// key, or a key id that is not a uuid, is 404.
 pub async fn set_credits(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
-    let not_found = || ApiError::not_found("API key not found.");
-    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let key_id = path_key_id(key_id)?;
     let spec: CreditSpec = ctx.json().await?;
     let app = &http.app;
     let now = app.now();
@@ -452,10 +462,7 @@ pub async fn set_credits(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
                 })
         })
         .await?
-        .map_err(|e| match e {
-            ApiKeyError::NotFound => not_found(),
-            e => key_error(e),
-        })?;
+        .map_err(owned_key_error)?;
     Ok(json(
         StatusCode::OK,
         &json!({
@@ -478,8 +485,7 @@ struct Rotate {
 /// that is not a uuid, is 404; a rotated, revoked or expired key 409.
 pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
     let caller = http.authenticate(ctx, Need::Any)?;
-    let not_found = || ApiError::not_found("API key not found.");
-    let key_id = uuid::Uuid::parse_str(&param(key_id)).map_err(|_| not_found())?;
+    let key_id = path_key_id(key_id)?;
     let body: Rotate = ctx.json().await?;
     let app = &http.app;
     let now = app.now();
@@ -492,10 +498,7 @@ pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
                 })
         })
         .await?
-        .map_err(|e| match e {
-            ApiKeyError::NotFound => not_found(),
-            e => key_error(e),
-        })?;
+        .map_err(owned_key_error)?;
     Ok(json(
         StatusCode::CREATED,
         &json!({
