@@ -40,8 +40,10 @@ mod hash;
 mod index;
 #[cfg(test)]
 mod lease_tests;
+mod leases;
 #[cfg(test)]
 mod model_tests;
+mod names;
 #[cfg(test)]
 mod replay_tests;
 mod shard;
@@ -49,15 +51,16 @@ mod shard;
 mod tests;
 mod types;
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, MutexGuard, RwLock};
+use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use uuid::Uuid;
 
 use crate::clock::Millis;
 use crate::ids::AccountId;
+use names::Names;
+pub use names::{DEFAULT_POOL, NAMED_POOL_BASE};
 use shard::Shard;
 pub use types::*;
 
@@ -75,19 +78,6 @@ pub struct Pools {
     /// Named pools. Read on every request to a named pool; written only when
     /// an account names a new pool. Never held together with a shard lock.
     names: RwLock<Names>,
-}
-
-/// The first owner id given to a named pool. An account's `default` pool is
-/// owned by the account's own id (so first-round data needs no mapping);
-/// named pools get ids from here up, far above any account id.
-pub const NAMED_POOL_BASE: u64 = 1 << 62;
-
-/// Which owner id each named pool of each account has.
-#[derive(Debug, Default)]
-struct Names {
-    by_account: HashMap<AccountId, BTreeMap<String, AccountId>>,
-    /// The next owner id to give a new name.
-    next: u64,
 }
 
 impl std::fmt::Debug for Pools {
@@ -118,58 +108,6 @@ impl Pools {
                 ..Names::default()
             }),
         }
-    }
-
-    /// The owner id of `account`'s pool `name` (`default` is the account's
-    /// own id), or `None` if the account never put a key in a pool of that name.
-    pub fn pool_id(&self, account: AccountId, name: &str) -> Option<AccountId> {
-        if name == DEFAULT_POOL {
-            return Some(account);
-        }
-        self.names
-            .read()
-            .by_account
-            .get(&account)
-            .and_then(|m| m.get(name).copied())
-    }
-
-    /// The owner id of `account`'s pool `name`, naming it first (a `Named`
-    /// event) if it is new.
-    pub fn bind(
-        &self,
-        account: AccountId,
-        name: &str,
-        emit: &mut dyn FnMut(&PoolEvent),
-    ) -> AccountId {
-        if let Some(id) = self.pool_id(account, name) {
-            return id;
-        }
-        let mut names = self.names.write();
-        if let Some(&id) = names.by_account.get(&account).and_then(|m| m.get(name)) {
-            return id;
-        }
-        let ev = PoolEvent::Named {
-            account,
-            name: name.to_owned(),
-            pool: AccountId(names.next),
-        };
-        names.apply(&ev);
-        emit(&ev);
-        AccountId(names.next - 1)
-    }
-
-    /// `account`'s pools that hold at least one key, by name, with their counts.
-    pub fn pools_of(&self, account: AccountId) -> Vec<(String, Stats)> {
-        let mut named: Vec<(String, AccountId)> = vec![(DEFAULT_POOL.to_owned(), account)];
-        if let Some(m) = self.names.read().by_account.get(&account) {
-            named.extend(m.iter().map(|(n, &id)| (n.clone(), id)));
-        }
-        named.sort();
-        named
-            .into_iter()
-            .map(|(name, id)| (name, self.stats(id)))
-            .filter(|(_, s)| s.total > 0)
-            .collect()
     }
 
     /// The configuration in force.
@@ -203,140 +141,8 @@ impl Pools {
         Created { key_id, expires_at }
     }
 
-    /// Creates key `key_id` (fresh and free) for `owner` with `extras`: its
-    /// own lifetime (else `--key-ttl`), and a sealed value and metadata. The
-    /// caller picks the id so that it can bind sealed data to it.
-    pub fn create_key(
-        &self,
-        owner: AccountId,
-        key_id: Uuid,
-        extras: KeyExtras,
-        now: Millis,
-        emit: &mut dyn FnMut(&PoolEvent),
-    ) -> Created {
-        let ttl = extras.ttl.unwrap_or(self.cfg.key_ttl);
-        let expires_at = now.saturating_add(ttl);
-        let ev = if extras.is_empty() {
-            PoolEvent::Created {
-                owner,
-                key_id,
-                created_at: now,
-                expires_at,
-            }
-        } else {
-            PoolEvent::CreatedWith {
-                owner,
-                key_id,
-                created_at: now,
-                expires_at,
-                extras,
-            }
-        };
-        self.shard_of(key_id).lock().commit(ev, emit);
-        self.note_deadline(expires_at);
-        Created { key_id, expires_at }
-    }
-
-    /// A fresh random key id.
-    pub fn new_key_id() -> Uuid {
-        new_uuid()
-    }
-
-    /// Checks out up to `want` (at least 1) random free keys of `owner`, each
-    /// under its own new lease until `now + block`, as one change: `commit`
-    /// gets every checkout event and answer together while the locks of the
-    /// shards they came from are still held, so that it can log them as one
-    /// record and the log order still follows the apply order for each key.
-    /// Events of deadlines that lapsed on the way go to `emit` one by one.
-    ///
-    /// Starts at a random shard and takes locks in ascending shard order from
-    /// there, blocking; shards below the start are only *tried* while other
-    /// locks are held (never waited for out of order, so two batches cannot
-    /// deadlock), so under contention a batch may come back short, never
-    /// empty while it holds a key. O(shards + want).
-    pub fn checkout_batch(
-        &self,
-        owner: AccountId,
-        want: usize,
-        block: Millis,
-        now: Millis,
-        emit: &mut dyn FnMut(&PoolEvent),
-        commit: &mut dyn FnMut(&[PoolEvent], &[Checkout]),
-    ) -> Result<Vec<Checkout>, PoolError> {
-        let want = want.max(1);
-        let mut rng = rand::thread_rng();
-        let n = self.shards.len();
-        let start = rng.gen_range(0..n);
-        let blocked_until = now.saturating_add(block);
-        let mut held: Vec<MutexGuard<'_, Shard>> = Vec::new();
-        let mut events = Vec::with_capacity(want.min(8));
-        let mut out = Vec::with_capacity(want.min(8));
-        for i in 0..n {
-            let idx = (start + i) % n;
-            let mut shard = if idx >= start || held.is_empty() {
-                self.shards[idx].lock()
-            } else {
-                match self.shards[idx].try_lock() {
-                    Some(g) => g,
-                    None => continue,
-                }
-            };
-            if !shard.has_keys_of(owner) {
-                continue;
-            }
-            // Lapsed deadlines first, so an expired key is never handed out and
-            // a timed-out block is available again even if the reaper is late.
-            shard.reap_due(now, emit);
-            let mut took = false;
-            while out.len() < want {
-                let Some(slot) = shard.random_free(owner, &mut rng) else {
-                    break;
-                };
-                let key = *shard.slot(slot);
-                let extras = shard.extras(slot);
-                let (value, metadata) = extras
-                    .map(|x| (x.value.clone(), x.metadata.clone()))
-                    .unwrap_or_default();
-                let lease_id = new_uuid();
-                let ev = PoolEvent::CheckedOut {
-                    owner,
-                    key_id: key.key_id,
-                    lease_id,
-                    blocked_at: now,
-                    blocked_until,
-                };
-                shard.apply_at_slot(slot, &ev);
-                events.push(ev);
-                out.push(Checkout {
-                    key_id: key.key_id,
-                    lease_id,
-                    blocked_until,
-                    expires_at: key.expires_at,
-                    value,
-                    metadata,
-                });
-                took = true;
-            }
-            if took {
-                held.push(shard);
-            }
-            if out.len() == want {
-                break;
-            }
-        }
-        if out.is_empty() {
-            return Err(PoolError::NoAvailableKeys);
-        }
-        commit(&events, &out);
-        drop(held);
-        self.note_deadline(blocked_until);
-        Ok(out)
-    }
-
-    /// Blocks a uniformly random free key of `owner`'s within a shard, under
-    /// a new lease, until `now + block_ttl`. Starts at a random shard and goes
-    /// round the ring until one has a free key: O(shards), never a scan of keys.
-    /// [`Pools::checkout_batch`] of one key for `--block-ttl`, every event to `emit`.
+    /// Blocks a uniformly random free key of `owner`'s under a new lease until
+    /// `now + block_ttl`: [`Pools::checkout_batch`] of one key, every event to `emit`.
     pub fn checkout(
         &self,
         owner: AccountId,
@@ -389,114 +195,6 @@ impl Pools {
         emit: &mut dyn FnMut(&PoolEvent),
     ) -> Result<(), PoolError> {
         self.release_cooling(owner, key_id, lease, 0, now, emit)
-    }
-
-    /// [`Pools::release`], with the key handed out again only `cooldown`
-    /// from now (0: at once).
-    pub fn release_cooling(
-        &self,
-        owner: AccountId,
-        key_id: Uuid,
-        lease: Option<Uuid>,
-        cooldown: Millis,
-        now: Millis,
-        emit: &mut dyn FnMut(&PoolEvent),
-    ) -> Result<(), PoolError> {
-        let mut shard = self.shard_of(key_id).lock();
-        self.held_block(&mut shard, owner, key_id, lease, now, emit)?;
-        let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
-        if cooldown == 0 {
-            shard.commit_at(slot, PoolEvent::Released { owner, key_id }, emit);
-            return Ok(());
-        }
-        let until = now.saturating_add(cooldown);
-        let ev = PoolEvent::Cooling {
-            owner,
-            key_id,
-            until,
-        };
-        shard.commit_at(slot, ev, emit);
-        drop(shard);
-        self.note_deadline(until);
-        Ok(())
-    }
-
-    /// The block of a key that release or extend may act on: the key must be
-    /// blocked and, when `lease` is given, held under it.
-    fn held_block(
-        &self,
-        shard: &mut Shard,
-        owner: AccountId,
-        key_id: Uuid,
-        lease: Option<Uuid>,
-        now: Millis,
-        emit: &mut dyn FnMut(&PoolEvent),
-    ) -> Result<BlockInfo, PoolError> {
-        let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
-        let slot = shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
-        match (shard.block(slot), lease) {
-            (None, None) => Err(PoolError::NotBlocked),
-            (None, Some(_)) => Err(PoolError::LeaseMismatch),
-            (Some(b), Some(l)) if b.lease_id != l => Err(PoolError::LeaseMismatch),
-            (Some(b), _) => Ok(b),
-        }
-    }
-
-    /// Extends the lease `lease` on a blocked key: it now ends `block` from
-    /// `now`. [`PoolError::NotBlocked`] when the key is not blocked at all,
-    /// [`PoolError::LeaseMismatch`] when it is held under another lease.
-    pub fn extend(
-        &self,
-        owner: AccountId,
-        key_id: Uuid,
-        lease: Uuid,
-        block: Millis,
-        now: Millis,
-        emit: &mut dyn FnMut(&PoolEvent),
-    ) -> Result<Extended, PoolError> {
-        let mut shard = self.shard_of(key_id).lock();
-        let slot = shard.find(owner, key_id).ok_or(PoolError::NotFound)?;
-        let slot = shard.settle(slot, now, emit).ok_or(PoolError::NotFound)?;
-        let b = match shard.block(slot) {
-            None => return Err(PoolError::NotBlocked),
-            Some(b) if b.lease_id != lease => return Err(PoolError::LeaseMismatch),
-            Some(b) => b,
-        };
-        let blocked_until = now.saturating_add(block);
-        let ev = PoolEvent::CheckedOut {
-            owner,
-            key_id,
-            lease_id: lease,
-            blocked_at: b.blocked_at,
-            blocked_until,
-        };
-        shard.commit_at(slot, ev, emit);
-        drop(shard);
-        self.note_deadline(blocked_until);
-        Ok(Extended {
-            key_id,
-            lease_id: lease,
-            blocked_until,
-        })
-    }
-
-    /// Deletes every key of pool `owner`, as one change made while every shard
-    /// is locked (so that no key of the pool is created or changed half-way
-    /// through). [`PoolError::NoSuchPool`] when the pool holds no key.
-    /// O(shards + the pool's keys + blocked and cooling keys).
-    pub fn purge(
-        &self,
-        owner: AccountId,
-        emit: &mut dyn FnMut(&PoolEvent),
-    ) -> Result<usize, PoolError> {
-        // Ascending order, blocking: the order every multi-lock holder uses.
-        let mut all: Vec<MutexGuard<'_, Shard>> = self.shards.iter().map(|s| s.lock()).collect();
-        if !all.iter().any(|s| s.has_keys_of(owner)) {
-            return Err(PoolError::NoSuchPool);
-        }
-        let removed = all.iter_mut().map(|s| s.purge(owner)).sum();
-        emit(&PoolEvent::Purged { owner });
-        Ok(removed)
     }
 
     /// Deletes a key. With `lease`, the key must be held under that lease now
@@ -725,26 +423,6 @@ impl Pools {
             if let Some(wake) = self.waker.read().as_ref() {
                 wake();
             }
-        }
-    }
-}
-
-/// The name of the pool the plain routes (`/keys`, …) serve.
-pub const DEFAULT_POOL: &str = "default";
-
-impl Names {
-    fn apply(&mut self, ev: &PoolEvent) {
-        if let PoolEvent::Named {
-            account,
-            name,
-            pool,
-        } = ev
-        {
-            self.by_account
-                .entry(*account)
-                .or_default()
-                .insert(name.clone(), *pool);
-            self.next = self.next.max(pool.0 + 1);
         }
     }
 }
