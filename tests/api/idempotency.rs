@@ -168,3 +168,48 @@ fn a_retried_generate_key_gives_the_same_key_once_and_keeps_it_sealed() {
     assert_eq!(theirs.status, 201);
     assert_ne!(theirs.str("key"), key);
 }
+
+#[test]
+fn a_retried_purchase_gets_the_first_answer_and_a_changed_pin_is_409() {
+    let s = Server::start(RELAXED);
+    let token = register_and_login(&s, "idem-buyer");
+    let r = s.call(
+        "PUT",
+        "/api/user/pin",
+        Some(&token),
+        Some(json!({"pin": "4321"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+    let token = crate::support::login(&s, "idem-buyer");
+    let first = with_key(
+        &s,
+        "POST",
+        "/video/purchase",
+        "buy-1",
+        Some(&token),
+        Some(json!({"pin": "4321"})),
+    );
+    assert_eq!(first.status, 202, "{}", first.text);
+    let again = with_key(
+        &s,
+        "POST",
+        "/video/purchase",
+        "buy-1",
+        Some(&token),
+        Some(json!({"pin": "4321"})),
+    );
+    assert_eq!(
+        (again.status, again.text.clone()),
+        (202, first.text.clone())
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let other = with_key(
+        &s,
+        "POST",
+        "/video/purchase",
+        "buy-1",
+        Some(&token),
+        Some(json!({"pin": "9999"})),
+    );
+    assert_eq!(other.status, 409, "{}", other.text);
+}
