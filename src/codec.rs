@@ -59,14 +59,71 @@ pub fn decode_snapshot<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecErro
 }
 
 fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(
-        bytes,
-        bincode::config::standard().with_limit::<LIMIT>(),
-    )?;
+    let (value, used) = decode_prefix_within::<T, LIMIT>(bytes)?;
     if used != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - used));
     }
     Ok(value)
+}
+
+fn decode_prefix_within<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), CodecError> {
+    Ok(bincode::serde::decode_from_slice(
+        bytes,
+        bincode::config::standard().with_limit::<LIMIT>(),
+    )?)
+}
+
+/// Reads a snapshot image field by field, so that an image whose later fields
+/// are missing (written before they existed) still decodes.
+///
+/// bincode writes a struct as its fields one after another with nothing
+/// between them, so the fields of an image read one at a time are the image;
+/// a struct that only ever gains fields at its end can therefore read every
+/// earlier layout by taking each missing tail field as its default. The
+/// allocation bound is that of [`decode_snapshot`] for the whole image.
+pub struct SnapshotReader<'a> {
+    rest: &'a [u8],
+    total: usize,
+}
+
+impl<'a> SnapshotReader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        SnapshotReader {
+            rest: bytes,
+            total: bytes.len(),
+        }
+    }
+
+    /// The next field, which every layout has.
+    pub fn field<T: DeserializeOwned>(&mut self) -> Result<T, CodecError> {
+        let (value, used) = match self.total {
+            n if n <= 1 << 20 => decode_prefix_within::<T, { 16 << 20 }>(self.rest),
+            n if n <= 16 << 20 => decode_prefix_within::<T, { 256 << 20 }>(self.rest),
+            n if n <= 256 << 20 => decode_prefix_within::<T, { 4 << 30 }>(self.rest),
+            _ => decode_prefix_within::<T, MAX_SNAPSHOT>(self.rest),
+        }?;
+        self.rest = &self.rest[used..];
+        Ok(value)
+    }
+
+    /// The next field, added in a later layout: its default when the image
+    /// ended before it.
+    pub fn later_field<T: DeserializeOwned + Default>(&mut self) -> Result<T, CodecError> {
+        if self.rest.is_empty() {
+            return Ok(T::default());
+        }
+        self.field()
+    }
+
+    /// Ends the image: every byte must have been read.
+    pub fn finish(self) -> Result<(), CodecError> {
+        match self.rest.len() {
+            0 => Ok(()),
+            n => Err(CodecError::Trailing(n)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -45,91 +45,23 @@ pub struct StateImage {
     pub apikeys_credits: ApiKeysImageCredits,
 }
 
-/// The third round's first snapshot layout (before credits).
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct StateImageV3 {
-    pools: PoolImage,
-    accounts: AccountsImage,
-    apikeys: ApiKeysImage,
-    purchases: PurchasesImage,
-    pools_ext: PoolImageExt,
-    idempotency: IdemImage,
-    apikeys_ext: ApiKeysImageExt,
-}
-
-/// The second round's snapshot layout.
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct StateImageV2 {
-    pools: PoolImage,
-    accounts: AccountsImage,
-    apikeys: ApiKeysImage,
-    purchases: PurchasesImage,
-    pools_ext: PoolImageExt,
-    idempotency: IdemImage,
-}
-
-/// The first round's snapshot layout.
-#[derive(Deserialize)]
-#[cfg_attr(test, derive(Serialize))]
-struct StateImageV1 {
-    pools: PoolImage,
-    accounts: AccountsImage,
-    apikeys: ApiKeysImage,
-    purchases: PurchasesImage,
-}
-
 impl StateImage {
     /// Decodes a snapshot of this layout, or of an earlier one (which lacks
-    /// the later fields).
+    /// the later fields: they take their defaults).
     pub fn decode(bytes: &[u8]) -> Result<StateImage, codec::CodecError> {
-        match codec::decode_snapshot::<StateImage>(bytes) {
-            Ok(image) => Ok(image),
-            Err(e) => match codec::decode_snapshot::<StateImageV3>(bytes) {
-                Ok(v3) => Ok(StateImage {
-                    pools: v3.pools,
-                    accounts: v3.accounts,
-                    apikeys: v3.apikeys,
-                    purchases: v3.purchases,
-                    pools_ext: v3.pools_ext,
-                    idempotency: v3.idempotency,
-                    apikeys_ext: v3.apikeys_ext,
-                    apikeys_credits: ApiKeysImageCredits::default(),
-                }),
-                Err(_) => Self::decode_v2(bytes).ok_or(e),
-            },
-        }
-    }
-
-    fn decode_v2(bytes: &[u8]) -> Option<StateImage> {
-        match codec::decode_snapshot::<StateImageV2>(bytes) {
-            Ok(v2) => Some(StateImage {
-                pools: v2.pools,
-                accounts: v2.accounts,
-                apikeys: v2.apikeys,
-                purchases: v2.purchases,
-                pools_ext: v2.pools_ext,
-                idempotency: v2.idempotency,
-                apikeys_ext: ApiKeysImageExt::default(),
-                apikeys_credits: ApiKeysImageCredits::default(),
-            }),
-            Err(_) => Self::decode_v1(bytes),
-        }
-    }
-
-    fn decode_v1(bytes: &[u8]) -> Option<StateImage> {
-        let v1 = codec::decode_snapshot::<StateImageV1>(bytes).ok()?;
-        Some(StateImage {
-            pools: v1.pools,
-            accounts: v1.accounts,
-            apikeys: v1.apikeys,
-            purchases: v1.purchases,
-            pools_ext: PoolImageExt::default(),
-            idempotency: IdemImage::default(),
-            apikeys_ext: ApiKeysImageExt::default(),
-            apikeys_credits: ApiKeysImageCredits::default(),
-        })
+        let mut r = codec::SnapshotReader::new(bytes);
+        let image = StateImage {
+            pools: r.field()?,
+            accounts: r.field()?,
+            apikeys: r.field()?,
+            purchases: r.field()?,
+            pools_ext: r.later_field()?,
+            idempotency: r.later_field()?,
+            apikeys_ext: r.later_field()?,
+            apikeys_credits: r.later_field()?,
+        };
+        r.finish()?;
+        Ok(image)
     }
 }
 
@@ -233,6 +165,38 @@ impl State {
 mod tests {
     use super::*;
     use crate::apikeys::{KeyAccess, KeyCredits};
+
+    /// The third round's first snapshot layout (before credits).
+    #[derive(Serialize)]
+    struct StateImageV3 {
+        pools: PoolImage,
+        accounts: AccountsImage,
+        apikeys: ApiKeysImage,
+        purchases: PurchasesImage,
+        pools_ext: PoolImageExt,
+        idempotency: IdemImage,
+        apikeys_ext: ApiKeysImageExt,
+    }
+
+    /// The second round's snapshot layout.
+    #[derive(Serialize)]
+    struct StateImageV2 {
+        pools: PoolImage,
+        accounts: AccountsImage,
+        apikeys: ApiKeysImage,
+        purchases: PurchasesImage,
+        pools_ext: PoolImageExt,
+        idempotency: IdemImage,
+    }
+
+    /// The first round's snapshot layout.
+    #[derive(Serialize)]
+    struct StateImageV1 {
+        pools: PoolImage,
+        accounts: AccountsImage,
+        apikeys: ApiKeysImage,
+        purchases: PurchasesImage,
+    }
 
     fn apikeys_image() -> ApiKeysImage {
         let k = ApiKeys::new(crate::apikeys::ApiKeysConfig { keys_per_day: 5 });
