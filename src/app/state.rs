@@ -271,7 +271,13 @@ mod tests {
             idempotency: IdemImage::default(),
             apikeys_ext: ext.clone(),
             apikeys_credits: credits.clone(),
-            analytics: AnalyticsImage::default(),
+            // Not empty, so that the truncation below cuts into a field.
+            analytics: AnalyticsImage {
+                keys: vec![(
+                    apikeys.keys[0].key_id,
+                    vec![crate::apikeys::DayStats::empty(1)],
+                )],
+            },
         })
         .unwrap();
         let none = ApiKeysImageCredits::default();
