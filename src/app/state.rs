@@ -15,7 +15,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Accounts, AccountsImage};
-use crate::apikeys::{ApiKeys, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt};
+use crate::apikeys::{
+    AnalyticsImage, ApiKeys, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt, KeyAnalytics,
+};
 use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
@@ -43,6 +45,8 @@ pub struct StateImage {
     pub apikeys_ext: ApiKeysImageExt,
     /// Third round, credits: every metered key's balance.
     pub apikeys_credits: ApiKeysImageCredits,
+    /// Third round, analytics: every key's per-day, per-route figures.
+    pub analytics: AnalyticsImage,
 }
 
 impl StateImage {
@@ -59,6 +63,7 @@ impl StateImage {
             idempotency: r.later_field()?,
             apikeys_ext: r.later_field()?,
             apikeys_credits: r.later_field()?,
+            analytics: r.later_field()?,
         };
         r.finish()?;
         Ok(image)
@@ -77,6 +82,8 @@ pub struct State {
     pub purchases: Purchases,
     /// Answers kept for `Idempotency-Key` retries.
     pub idempotency: Idempotency,
+    /// API keys' per-day, per-route analytics.
+    pub analytics: KeyAnalytics,
     /// The log epoch this state was built for; records it emits carry it.
     pub(crate) epoch: u64,
 }
@@ -105,6 +112,7 @@ impl State {
                     },
                     purchases: Purchases::restore(pur_cfg, image.purchases),
                     idempotency: Idempotency::restore(image.idempotency),
+                    analytics: KeyAnalytics::restore(image.analytics),
                     epoch,
                 }
             }
@@ -114,6 +122,7 @@ impl State {
                 apikeys: ApiKeys::new(key_cfg),
                 purchases: Purchases::new(pur_cfg),
                 idempotency: Idempotency::default(),
+                analytics: KeyAnalytics::default(),
                 epoch,
             },
         };
@@ -141,6 +150,7 @@ impl State {
             Event::Purchase(e) => self.purchases.apply(e),
             Event::Batch(events) => events.iter().for_each(|e| self.apply(e)),
             Event::Idempotency(e) => self.idempotency.apply(e),
+            Event::Analytics(e) => self.analytics.apply(e),
         }
     }
 
@@ -157,6 +167,7 @@ impl State {
             idempotency: self.idempotency.image(),
             apikeys_ext,
             apikeys_credits: self.apikeys.image_credits(),
+            analytics: self.analytics.image(),
         }
     }
 }
@@ -260,6 +271,13 @@ mod tests {
             idempotency: IdemImage::default(),
             apikeys_ext: ext.clone(),
             apikeys_credits: credits.clone(),
+            // Not empty, so that the truncation below cuts into a field.
+            analytics: AnalyticsImage {
+                keys: vec![(
+                    apikeys.keys[0].key_id,
+                    vec![crate::apikeys::DayStats::empty(1)],
+                )],
+            },
         })
         .unwrap();
         let none = ApiKeysImageCredits::default();

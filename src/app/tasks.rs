@@ -1,7 +1,7 @@
 //! The background tasks: the reaper (key expiry and lease release on time), the
 //! settler (purchases leave `waiting` after `--payment-delay`), the usage flusher
-//! (API-key usage and session uses, batched into one log record every half
-//! second) and the snapshotter. All stop when [`Tasks::stop`] is called.
+//! (API-key usage, per-route analytics and session uses, batched into log
+//! records every half second) and the snapshotter. All stop when [`Tasks::stop`] is called.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,8 @@ use crate::event::{Event, EventRef};
 const REAPER_MAX_SLEEP: Duration = Duration::from_millis(250);
 /// How often usage counts are written to the log.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Every how many flushes the analytics of deleted keys are forgotten (~1 min).
+const ANALYTICS_SWEEP_EVERY: u32 = 120;
 
 /// Handles of the running background tasks.
 pub struct Tasks {
@@ -44,7 +46,7 @@ impl Tasks {
         for h in self.handles {
             let _ = h.await;
         }
-        flush_once(app).await;
+        flush_once(app, true).await;
     }
 }
 
@@ -129,15 +131,16 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 /// Writes usage counts and session uses once per [`FLUSH_EVERY`].
 async fn flusher(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    loop {
+    for n in 1u32.. {
         if sleep_or_stop(FLUSH_EVERY, &mut stop).await {
             return;
         }
-        flush_once(&app).await;
+        flush_once(&app, n % ANALYTICS_SWEEP_EVERY == 0).await;
     }
 }
 
-async fn flush_once(app: &Arc<App>) {
+/// One flush; `sweep` also forgets the analytics of deleted keys.
+async fn flush_once(app: &Arc<App>, sweep: bool) {
     let now = app.now();
     let result = app
         .write(|st, rec| {
@@ -148,6 +151,11 @@ async fn flush_once(app: &Arc<App>) {
             st.accounts
                 .purge_sessions(now, &mut |e| rec.record(EventRef::Account(e)));
             st.idempotency.purge(now);
+            let exists = |id| st.apikeys.owner_of(id).is_some();
+            st.analytics.flush(
+                sweep.then_some(&exists as &dyn Fn(uuid::Uuid) -> bool),
+                &mut |e| rec.record(EventRef::Analytics(e)),
+            );
         })
         .await;
     if let Err(e) = result {

@@ -86,6 +86,10 @@ pub struct Ctx {
     /// Reading the body failed (too large, too slow, broken): the connection
     /// must close, since the rest of the body is still on its way.
     body_failed: bool,
+    /// The API key `authenticate` found (also when it then refused the
+    /// request: scope, address, rate limit, credits): the request counts in
+    /// its analytics.
+    pub analytics_key: std::cell::Cell<Option<uuid::Uuid>>,
 }
 
 impl Ctx {
@@ -155,6 +159,7 @@ impl Http {
         let path = parts.uri.path().to_owned();
         let route = router::resolve(&path);
         let label = route.as_ref().map_or("unknown", Route::label);
+        let mut analytics_key = None;
         let mut resp = match route {
             None => ApiError::not_found(format!("No route for {} {path}.", parts.method))
                 .into_response(),
@@ -192,6 +197,7 @@ impl Http {
                     max_body: self.max_body,
                     body_deadline: tokio::time::Instant::from_std(started) + self.body_timeout,
                     body_failed: false,
+                    analytics_key: std::cell::Cell::new(None),
                 };
                 let resp = match routes::dispatch(self, &route, &mut ctx).await {
                     Ok(r) => r,
@@ -199,6 +205,7 @@ impl Http {
                     Err(e) => e.into_response(),
                 };
                 read_failed = ctx.body_failed;
+                analytics_key = ctx.analytics_key.get().map(|k| (k, ctx.method.clone()));
                 consumed = ctx.body.is_none() && !read_failed;
                 resp
             }
@@ -228,6 +235,14 @@ impl Http {
         }
         resp.headers_mut().insert(X_REQUEST_ID, request_id);
         self.metrics.record(label, status, took);
+        if let Some((key_id, method)) = analytics_key {
+            let micros = took.as_micros().min(u64::MAX as u128) as u64;
+            let now = self.app.now();
+            self.app
+                .state()
+                .analytics
+                .record(key_id, method.as_str(), label, status, micros, now);
+        }
         (resp, has_body && !consumed)
     }
 

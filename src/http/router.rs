@@ -61,6 +61,8 @@ pub enum Route<'a> {
     KeyRotate(&'a str),
     /// `/api/keys/verify`.
     KeysVerify,
+    /// `/api/keys/{key_id}/analytics`.
+    KeyAnalytics(&'a str),
 }
 
 impl Route<'_> {
@@ -105,6 +107,7 @@ impl Route<'_> {
             Route::KeyCredits(_) => "/api/keys/{key_id}/credits",
             Route::KeyRotate(_) => "/api/keys/{key_id}/rotate",
             Route::KeysVerify => "/api/keys/verify",
+            Route::KeyAnalytics(_) => "/api/keys/{key_id}/analytics",
         }
     }
 
@@ -180,6 +183,7 @@ impl Route<'_> {
             | Route::KeyRotate(_) => Some(Scope::KeysWrite),
             Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
             Route::KeysVerify => Some(Scope::KeysVerify),
+            Route::KeyAnalytics(_) => Some(Scope::KeysRead),
             // Public, or a credential that is not an API key (a session, a
             // stream token), or optional (`/video/info` only shows whether
             // the caller bought the video).
@@ -247,6 +251,7 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::KeyCredits("{key_id}"),
     Route::KeyRotate("{key_id}"),
     Route::KeysVerify,
+    Route::KeyAnalytics("{key_id}"),
 ];
 
 /// A new variant of [`Route`] stops compiling here until it is added to
@@ -292,7 +297,8 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::KeyEnable(_)
         | Route::KeyCredits(_)
         | Route::KeyRotate(_)
-        | Route::KeysVerify => {}
+        | Route::KeysVerify
+        | Route::KeyAnalytics(_) => {}
     }
 }
 
@@ -379,6 +385,9 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         }
         [Some("api"), Some("keys"), Some(id), Some("rotate"), None] if nonempty(id) => {
             Route::KeyRotate(id)
+        }
+        [Some("api"), Some("keys"), Some(id), Some("analytics"), None] if nonempty(id) => {
+            Route::KeyAnalytics(id)
         }
         [Some("video"), Some("info"), None, ..] => Route::VideoInfo,
         [Some("video"), Some("purchase"), None, ..] => Route::VideoPurchase,
@@ -586,6 +595,7 @@ mod tests {
             (Route::UserPin, &u, Some(Purchase)),
             (Route::VideoPurchase, &p, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),
+            (Route::KeyAnalytics("k"), &g, Some(KeysRead)),
             (Route::Healthz, &g, None),
             (Route::Login, &p, None),
             (Route::VideoInfo, &g, None),

@@ -76,6 +76,7 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::KeyCredits(id), _) => keys::set_credits(http, ctx, id).await,
         (Route::KeyRotate(id), _) => keys::rotate(http, ctx, id).await,
         (Route::KeysVerify, _) => keys::verify(http, ctx).await,
+        (Route::KeyAnalytics(id), _) => keys::analytics(http, ctx, id),
 
         (Route::UserPin, _) => purchase::set_pin(http, ctx).await,
         (Route::VideoInfo, _) => purchase::info(http, ctx),
