@@ -118,7 +118,7 @@ pub async fn seed000_delete(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize, Default)]
-struct Generate {
+pub(super) struct Generate {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -511,7 +511,7 @@ pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct Verify {
+pub(super) struct Verify {
     key: String,
     #[serde(default)]
     scope: Option<String>,

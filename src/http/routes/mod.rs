@@ -90,3 +90,17 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
 pub fn param(raw: &str) -> String {
     super::request::percent_decode(raw)
 }
+
+/// Parses `body` as the JSON body of the main routes (registration, login,
+/// pool and key creation, verification, purchase); for the fuzz targets.
+pub(super) fn fuzz_bodies(headers: &hyper::HeaderMap, body: &[u8]) {
+    use super::request::parse_json;
+    let _ = parse_json::<accounts::Register>(headers, body);
+    let _ = parse_json::<accounts::Login>(headers, body);
+    let _ = parse_json::<pool_params::CreateBody>(headers, body);
+    let _ = parse_json::<keys::Generate>(headers, body);
+    let _ = parse_json::<keys::Verify>(headers, body);
+    let _ = parse_json::<purchase::SetPin>(headers, body);
+    let _ = parse_json::<purchase::Buy>(headers, body);
+    let _ = parse_json::<crate::apikeys::CreditSpec>(headers, body);
+}

@@ -123,7 +123,7 @@ pub fn info(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct SetPin {
+pub(super) struct SetPin {
     pin: String,
 }
 
@@ -153,7 +153,7 @@ pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct Buy {
+pub(super) struct Buy {
     #[serde(default)]
     video_id: Option<String>,
     #[serde(default)]
