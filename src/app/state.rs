@@ -22,7 +22,7 @@ use crate::event::Event;
 use crate::idempotency::{IdemImage, Idempotency};
 use crate::persist::{Lsn, Recovered};
 use crate::pool::{PoolImage, PoolImageExt, Pools};
-use crate::purchase::{Purchases, PurchasesImage};
+use crate::purchase::{Purchases, PurchasesImage, TopUps, TopUpsImage};
 
 use super::recovery::OpenError;
 use super::App;
@@ -43,6 +43,8 @@ pub struct StateImage {
     pub apikeys_ext: ApiKeysImageExt,
     /// Third round, credits: every metered key's balance.
     pub apikeys_credits: ApiKeysImageCredits,
+    /// Third round: credit top-ups.
+    pub topups: TopUpsImage,
 }
 
 impl StateImage {
@@ -59,6 +61,7 @@ impl StateImage {
             idempotency: r.later_field()?,
             apikeys_ext: r.later_field()?,
             apikeys_credits: r.later_field()?,
+            topups: r.later_field()?,
         };
         r.finish()?;
         Ok(image)
@@ -77,6 +80,8 @@ pub struct State {
     pub purchases: Purchases,
     /// Answers kept for `Idempotency-Key` retries.
     pub idempotency: Idempotency,
+    /// Credit top-ups.
+    pub topups: TopUps,
     /// The log epoch this state was built for; records it emits carry it.
     pub(crate) epoch: u64,
 }
@@ -105,6 +110,7 @@ impl State {
                     },
                     purchases: Purchases::restore(pur_cfg, image.purchases),
                     idempotency: Idempotency::restore(image.idempotency),
+                    topups: TopUps::restore(pur_cfg.payment_delay, image.topups),
                     epoch,
                 }
             }
@@ -114,6 +120,7 @@ impl State {
                 apikeys: ApiKeys::new(key_cfg),
                 purchases: Purchases::new(pur_cfg),
                 idempotency: Idempotency::default(),
+                topups: TopUps::new(pur_cfg.payment_delay),
                 epoch,
             },
         };
@@ -141,6 +148,7 @@ impl State {
             Event::Purchase(e) => self.purchases.apply(e),
             Event::Batch(events) => events.iter().for_each(|e| self.apply(e)),
             Event::Idempotency(e) => self.idempotency.apply(e),
+            Event::TopUp(e) => self.topups.apply(e),
         }
     }
 
@@ -157,6 +165,7 @@ impl State {
             idempotency: self.idempotency.image(),
             apikeys_ext,
             apikeys_credits: self.apikeys.image_credits(),
+            topups: self.topups.image(),
         }
     }
 }
@@ -260,6 +269,7 @@ mod tests {
             idempotency: IdemImage::default(),
             apikeys_ext: ext.clone(),
             apikeys_credits: credits.clone(),
+            topups: TopUpsImage::default(),
         })
         .unwrap();
         let none = ApiKeysImageCredits::default();

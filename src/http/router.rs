@@ -61,6 +61,8 @@ pub enum Route<'a> {
     KeyRotate(&'a str),
     /// `/api/keys/verify`.
     KeysVerify,
+    /// `/api/user/credits`: credit top-ups.
+    UserCredits,
 }
 
 impl Route<'_> {
@@ -105,6 +107,7 @@ impl Route<'_> {
             Route::KeyCredits(_) => "/api/keys/{key_id}/credits",
             Route::KeyRotate(_) => "/api/keys/{key_id}/rotate",
             Route::KeysVerify => "/api/keys/verify",
+            Route::UserCredits => "/api/user/credits",
         }
     }
 
@@ -135,6 +138,7 @@ impl Route<'_> {
             | Route::KeysVerify => "POST, OPTIONS",
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
+            Route::UserCredits => "GET, POST, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -180,6 +184,7 @@ impl Route<'_> {
             | Route::KeyRotate(_) => Some(Scope::KeysWrite),
             Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
             Route::KeysVerify => Some(Scope::KeysVerify),
+            Route::UserCredits => Some(Scope::Purchase),
             // Public, or a credential that is not an API key (a session, a
             // stream token), or optional (`/video/info` only shows whether
             // the caller bought the video).
@@ -247,6 +252,7 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::KeyCredits("{key_id}"),
     Route::KeyRotate("{key_id}"),
     Route::KeysVerify,
+    Route::UserCredits,
 ];
 
 /// A new variant of [`Route`] stops compiling here until it is added to
@@ -292,7 +298,8 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::KeyEnable(_)
         | Route::KeyCredits(_)
         | Route::KeyRotate(_)
-        | Route::KeysVerify => {}
+        | Route::KeysVerify
+        | Route::UserCredits => {}
     }
 }
 
@@ -367,6 +374,7 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
             Route::UserUsageOf(e)
         }
         [Some("api"), Some("user"), Some("pin"), None, ..] => Route::UserPin,
+        [Some("api"), Some("user"), Some("credits"), None, ..] => Route::UserCredits,
         [Some("api"), Some("keys"), Some("verify"), None, ..] => Route::KeysVerify,
         [Some("api"), Some("keys"), Some(id), Some("disable"), None] if nonempty(id) => {
             Route::KeyDisable(id)
