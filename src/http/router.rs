@@ -593,6 +593,8 @@ mod tests {
             (Route::KeyRotate("k"), &p, Some(KeysWrite)),
             (Route::UserPin, &u, Some(Purchase)),
             (Route::VideoPurchase, &p, Some(Purchase)),
+            (Route::UserCredits, &p, Some(Purchase)),
+            (Route::UserCredits, &g, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),
             (Route::Healthz, &g, None),
             (Route::Login, &p, None),

@@ -137,7 +137,9 @@ fn start_topup(
     now: Millis,
 ) -> Result<TopUp, ApiError> {
     st.topups
-        .start(account, amount, now, &mut |e| rec.record(EventRef::TopUp(e)))
+        .start(account, amount, now, &mut |e| {
+            rec.record(EventRef::TopUp(e))
+        })
         .map_err(topup_error)
 }
 
