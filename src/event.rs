@@ -45,6 +45,8 @@ pub enum Event {
     Idempotency(idempotency::IdemEvent),
     /// API keys' per-day, per-route analytics (third round, issue 10 item 5).
     Analytics(apikeys::AnalyticsEvent),
+    /// A change to credit top-ups (a settling one is batched with the new balance).
+    TopUp(purchase::TopUpEvent),
 }
 
 /// A borrowed [`Event`], so that the hot path can log an event without cloning
@@ -59,6 +61,7 @@ pub enum EventRef<'a> {
     Batch(&'a [Event]),
     Idempotency(&'a idempotency::IdemEvent),
     Analytics(&'a apikeys::AnalyticsEvent),
+    TopUp(&'a purchase::TopUpEvent),
 }
 
 impl<'a> From<&'a Event> for EventRef<'a> {
@@ -71,6 +74,7 @@ impl<'a> From<&'a Event> for EventRef<'a> {
             Event::Batch(e) => EventRef::Batch(e),
             Event::Idempotency(e) => EventRef::Idempotency(e),
             Event::Analytics(e) => EventRef::Analytics(e),
+            Event::TopUp(e) => EventRef::TopUp(e),
         }
     }
 }
@@ -86,6 +90,7 @@ impl EventRef<'_> {
             EventRef::Batch(e) => Event::Batch(e.to_vec()),
             EventRef::Idempotency(e) => Event::Idempotency(e.clone()),
             EventRef::Analytics(e) => Event::Analytics(e.clone()),
+            EventRef::TopUp(e) => Event::TopUp(e.clone()),
         }
     }
 }

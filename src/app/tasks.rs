@@ -1,5 +1,5 @@
 //! The background tasks: the reaper (key expiry and lease release on time), the
-//! settler (purchases leave `waiting` after `--payment-delay`), the usage flusher
+//! settler (purchases and credit top-ups leave `waiting` after `--payment-delay`), the usage flusher
 //! (API-key usage, per-route analytics and session uses, batched into log
 //! records every half second) and the snapshotter. All stop when [`Tasks::stop`] is called.
 
@@ -118,7 +118,17 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "cannot settle a purchase now; will retry"),
             }
         }
-        let next = app.state().purchases.next_settlement().unwrap_or(u64::MAX);
+        for due in app.state().topups.due(now) {
+            settle_topup(&app, &due, now).await;
+        }
+        let next = [
+            app.state().purchases.next_settlement(),
+            app.state().topups.next_settlement(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX);
         let wait =
             Duration::from_millis(next.saturating_sub(app.now())).min(Duration::from_secs(1));
         tokio::select! {
@@ -126,6 +136,38 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             () = app.settle_wake.notified() => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Completes a waiting top-up: `Settled` and the account's new absolute
+/// balance in one record. The balance change is applied after the top-up
+/// book's lock is released (no two domain locks at once); only this task
+/// changes balances at settlement, so nothing moves it in between.
+async fn settle_topup(app: &Arc<App>, due: &crate::purchase::TopUp, now: crate::clock::Millis) {
+    let result = app
+        .write(|st, rec| {
+            let balance = st.accounts.balance(due.account);
+            let mut raised = None;
+            st.topups.settle(&due.topup_id, now, &mut |ev| {
+                let mut events = vec![Event::TopUp(ev.clone())];
+                if let Some(b) = balance {
+                    let ev = crate::accounts::Accounts::set_balance_event(
+                        due.account,
+                        b.saturating_add(due.amount),
+                    );
+                    events.push(Event::Account(ev.clone()));
+                    raised = Some(ev);
+                }
+                rec.record(EventRef::Batch(&events));
+            });
+            if let Some(ev) = raised {
+                st.accounts.apply(&ev);
+            }
+        })
+        .await;
+    match result {
+        Ok(()) => tracing::info!(topup = %due.topup_id, amount = due.amount, "top-up completed"),
+        Err(e) => tracing::warn!(error = %e, "cannot complete a top-up now; will retry"),
     }
 }
 

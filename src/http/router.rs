@@ -63,6 +63,8 @@ pub enum Route<'a> {
     KeysVerify,
     /// `/api/keys/{key_id}/analytics`.
     KeyAnalytics(&'a str),
+    /// `/api/user/credits`: credit top-ups.
+    UserCredits,
 }
 
 impl Route<'_> {
@@ -108,6 +110,7 @@ impl Route<'_> {
             Route::KeyRotate(_) => "/api/keys/{key_id}/rotate",
             Route::KeysVerify => "/api/keys/verify",
             Route::KeyAnalytics(_) => "/api/keys/{key_id}/analytics",
+            Route::UserCredits => "/api/user/credits",
         }
     }
 
@@ -138,6 +141,7 @@ impl Route<'_> {
             | Route::KeysVerify => "POST, OPTIONS",
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
+            Route::UserCredits => "GET, POST, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -184,6 +188,7 @@ impl Route<'_> {
             Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
             Route::KeysVerify => Some(Scope::KeysVerify),
             Route::KeyAnalytics(_) => Some(Scope::KeysRead),
+            Route::UserCredits => Some(Scope::Purchase),
             // Public, or a credential that is not an API key (a session, a
             // stream token), or optional (`/video/info` only shows whether
             // the caller bought the video).
@@ -252,6 +257,7 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::KeyRotate("{key_id}"),
     Route::KeysVerify,
     Route::KeyAnalytics("{key_id}"),
+    Route::UserCredits,
 ];
 
 /// A new variant of [`Route`] stops compiling here until it is added to
@@ -299,6 +305,7 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::KeyRotate(_)
         | Route::KeysVerify
         | Route::KeyAnalytics(_) => {}
+        Route::UserCredits => {}
     }
 }
 
@@ -373,6 +380,7 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
             Route::UserUsageOf(e)
         }
         [Some("api"), Some("user"), Some("pin"), None, ..] => Route::UserPin,
+        [Some("api"), Some("user"), Some("credits"), None, ..] => Route::UserCredits,
         [Some("api"), Some("keys"), Some("verify"), None, ..] => Route::KeysVerify,
         [Some("api"), Some("keys"), Some(id), Some("disable"), None] if nonempty(id) => {
             Route::KeyDisable(id)
@@ -594,6 +602,8 @@ mod tests {
             (Route::KeyRotate("k"), &p, Some(KeysWrite)),
             (Route::UserPin, &u, Some(Purchase)),
             (Route::VideoPurchase, &p, Some(Purchase)),
+            (Route::UserCredits, &p, Some(Purchase)),
+            (Route::UserCredits, &g, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),
             (Route::KeyAnalytics("k"), &g, Some(KeysRead)),
             (Route::Healthz, &g, None),

@@ -37,4 +37,5 @@ mod platform;
 mod pool;
 mod purchase;
 mod support;
+mod topups;
 mod undone;

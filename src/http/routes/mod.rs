@@ -10,6 +10,7 @@ mod ops;
 mod pool;
 mod pool_params;
 mod purchase;
+mod topup;
 mod web;
 
 use super::response::{ApiError, Reply};
@@ -83,6 +84,8 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::VideoPurchase, _) => purchase::purchase(http, ctx).await,
         (Route::PurchaseStatus(id), _) => purchase::status(http, id),
         (Route::VideoStream(id), _) => purchase::stream(http, ctx, id).await,
+        (Route::UserCredits, M::POST) => topup::create(http, ctx).await,
+        (Route::UserCredits, _) => topup::list(http, ctx),
     }
 }
 

@@ -30,8 +30,8 @@ const STREAM_URL_TTL_MS: u64 = 60 * 60 * 1000;
 /// The most bytes one response carries; a player asks for the rest by range.
 const MAX_CHUNK: u64 = 8 << 20;
 
-/// The one mapping of purchase and PIN errors to answers.
-fn pin_error(e: PinCheckError) -> ApiError {
+/// The one mapping of purchase and PIN errors to answers (top-ups use it too).
+pub(super) fn pin_error(e: PinCheckError) -> ApiError {
     match e {
         PinCheckError::NoPin => {
             ApiError::bad_request("No purchase PIN is set yet. Set a PIN first.")
