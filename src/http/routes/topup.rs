@@ -14,14 +14,11 @@ use super::super::auth::Need;
 use super::super::idem::{self, Begun};
 use super::super::response::{json, ApiError, Reply};
 use super::super::{Ctx, Http};
-use super::accounts::hashing;
 use super::purchase::pin_error;
 use crate::clock::Millis;
 use crate::event::EventRef;
 use crate::ids::AccountId;
-use crate::purchase::{
-    validate_pin, verify_pin, PinCheckError, TopUp, TopUpError, TopUps, MAX_SHOWN,
-};
+use crate::purchase::{TopUp, TopUpError, TopUps, MAX_SHOWN};
 
 #[derive(Deserialize)]
 struct TopUpBody {
@@ -69,37 +66,8 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
         Begun::Plain => None,
     };
     let amount = amount(body.amount.as_ref())?;
-    let pin = body
-        .pin
-        .ok_or_else(|| ApiError::bad_request("Field `pin` is required."))?;
-    validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
+    let now = super::purchase::confirm_pin(http, caller.account, body.pin).await?;
     let app = &http.app;
-    app.state()
-        .purchases
-        .check_lock(caller.account, app.now())
-        .map_err(pin_error)?;
-    let hash = app
-        .state()
-        .purchases
-        .pin_hash(caller.account)
-        .ok_or_else(|| pin_error(PinCheckError::NoPin))?;
-    let right = hashing(http, move || verify_pin(&pin, &hash)).await?;
-    let now = app.now();
-    if !right {
-        let outcome = app
-            .write(|st, rec| {
-                st.purchases
-                    .record_wrong_pin(caller.account, now, &mut |e| {
-                        rec.record(EventRef::Purchase(e))
-                    })
-            })
-            .await?;
-        return Err(pin_error(
-            outcome
-                .err()
-                .unwrap_or(PinCheckError::Wrong { remaining: 0 }),
-        ));
-    }
     let answer = |t: &TopUp| json!({"status": t.status.as_str(), "topup_id": t.topup_id});
     let topup = app
         .write(|st, rec| -> Result<TopUp, ApiError> {
