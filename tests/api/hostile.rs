@@ -526,16 +526,21 @@ fn past_max_in_flight_a_request_gets_a_prompt_503_and_its_keep_alive_connection_
 #[test]
 fn long_poll_waits_do_not_count_toward_max_in_flight() {
     let s = Server::start(&["--open-pool", "--max-in-flight", "2"]);
-    let waiting: Vec<_> = (0..3)
-        .map(|_| {
-            let url = s.url("/pools/lp/keys?wait=3");
-            std::thread::spawn(move || call("GET", &url, None, None))
-        })
-        .collect();
-    assert!(eventually(Duration::from_secs(5), || {
-        let r = s.call("GET", "/metrics", None, None);
-        r.status == 200 && r.text.contains("\nkeypool_pool_waiters 3\n")
-    }));
+    // One at a time: a request holds its place until it starts to wait, so
+    // three arriving together could find the cap of two taken by the others.
+    let mut waiting = Vec::new();
+    for n in 1..=3 {
+        let url = s.url("/pools/lp/keys?wait=4");
+        waiting.push(std::thread::spawn(move || call("GET", &url, None, None)));
+        let line = format!("\nkeypool_pool_waiters {n}\n");
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let r = s.call("GET", "/metrics", None, None);
+                r.status == 200 && r.text.contains(&line)
+            }),
+            "waiter {n} is waiting"
+        );
+    }
     // Three waiters and a cap of two: others are still served.
     let r = s.call("GET", "/healthz", None, None);
     assert_eq!(r.status, 200, "{}", r.text);
