@@ -6,24 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{login, register_and_login, snapshots, Server};
-
-/// RELAXED, and sessions that last the whole test.
-const ARGS: &[&str] = &[
-    "--ip-rate-limit",
-    "100000/1m",
-    "--keys-per-day",
-    "1000",
-    "--session-max-uses",
-    "100000",
-];
-
-/// A new key of `session`'s account with these fields; returns (key, key_id).
-fn new_key(s: &Server, session: &str, body: Value) -> (String, String) {
-    let r = s.call("POST", "/generate-key", Some(session), Some(body));
-    assert_eq!(r.status, 201, "{}", r.text);
-    (r.str("key"), r.str("key_id"))
-}
+use crate::support::{login, new_key, register_and_login, snapshots, Server, LASTING};
 
 fn status(s: &Server, method: &str, path: &str, token: &str) -> u16 {
     s.call(method, path, Some(token), None).status
@@ -77,7 +60,7 @@ fn today(a: &Value) -> &Value {
 
 #[test]
 fn a_known_mix_of_routes_and_statuses_is_counted_exactly_by_template() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let (session, key_id) = known_mix(&s, "alice");
     let a = analytics(&s, &session, &key_id, "");
     assert_eq!(a["key_id"], key_id.as_str());
@@ -112,7 +95,7 @@ fn a_known_mix_of_routes_and_statuses_is_counted_exactly_by_template() {
 
 #[test]
 fn days_is_bounded_and_other_accounts_keys_are_not_found() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let alice = register_and_login(&s, "alice");
     let bob = register_and_login(&s, "bob");
     let (_, key_id) = new_key(&s, &alice, json!({"name": "k"}));
@@ -175,7 +158,7 @@ fn days_is_bounded_and_other_accounts_keys_are_not_found() {
 
 #[test]
 fn counts_survive_kill_9_after_a_second_and_a_snapshot_restart() {
-    let mut s = Server::start(ARGS);
+    let mut s = Server::start(LASTING);
     let (session, key_id) = known_mix(&s, "alice");
     let before = analytics(&s, &session, &key_id, "?days=3");
     assert_eq!(today(&before)["requests"], 15);

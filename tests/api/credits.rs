@@ -5,37 +5,9 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{register_and_login, Resp, Server};
-
-const ARGS: &[&str] = &[
-    "--ip-rate-limit",
-    "100000/1m",
-    "--keys-per-day",
-    "1000",
-    "--session-max-uses",
-    "100000",
-];
+use crate::support::{list_item, new_key, register_and_login, Resp, Server, LASTING};
 
 const NO_CREDITS: &str = "This API key has no credits left.";
-
-/// A new key of `session`'s account; returns (key, key_id).
-fn new_key(s: &Server, session: &str, body: Value) -> (String, String) {
-    let r = s.call("POST", "/generate-key", Some(session), Some(body));
-    assert_eq!(r.status, 201, "{}", r.text);
-    (r.str("key"), r.str("key_id"))
-}
-
-fn item(s: &Server, token: &str, key_id: &str) -> Value {
-    let r = s.call("GET", "/list-keys", Some(token), None);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["key_id"] == key_id)
-        .unwrap_or_else(|| panic!("{key_id} not in {}", r.text))
-        .clone()
-}
 
 fn spend(s: &Server, key: &str) -> Resp {
     s.call("GET", "/stats", Some(key), None)
@@ -56,7 +28,7 @@ fn put_credits(s: &Server, token: &str, key_id: &str, body: Value) -> Resp {
 
 #[test]
 fn two_hundred_concurrent_requests_on_fifty_credits_get_exactly_fifty_answers() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let session = register_and_login(&s, "alice");
     let (key, key_id) = new_key(
         &s,
@@ -86,7 +58,7 @@ fn two_hundred_concurrent_requests_on_fifty_credits_get_exactly_fifty_answers() 
         // No refill: nothing to wait for.
         assert_eq!(r.header("retry-after"), None);
     }
-    let it = item(&s, &session, &key_id);
+    let it = list_item(&s, &session, &key_id);
     assert_eq!(it["credits_remaining"], 0);
     assert_eq!(it["refill"], Value::Null);
     assert_eq!(it["usage_count"], 50);
@@ -94,7 +66,7 @@ fn two_hundred_concurrent_requests_on_fifty_credits_get_exactly_fifty_answers() 
 
 #[test]
 fn credits_are_validated_set_through_the_api_and_seen_by_verify() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let session = register_and_login(&s, "alice");
     let bob = register_and_login(&s, "bob");
     for bad in [
@@ -114,7 +86,7 @@ fn credits_are_validated_set_through_the_api_and_seen_by_verify() {
     }
     let (plain, plain_id) = new_key(&s, &session, json!({"name": "plain"}));
     assert_eq!(
-        item(&s, &session, &plain_id)["credits_remaining"],
+        list_item(&s, &session, &plain_id)["credits_remaining"],
         Value::Null
     );
     let (daily, daily_id) = new_key(
@@ -123,7 +95,7 @@ fn credits_are_validated_set_through_the_api_and_seen_by_verify() {
         json!({"name": "d", "credits": {"remaining": 1, "refill": {"amount": 3, "interval": "daily"}}}),
     );
     assert_eq!(
-        item(&s, &session, &daily_id)["refill"],
+        list_item(&s, &session, &daily_id)["refill"],
         json!({"amount": 3, "interval": "daily"})
     );
     assert_eq!(spend(&s, &daily).status, 200);
@@ -158,7 +130,7 @@ fn credits_are_validated_set_through_the_api_and_seen_by_verify() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.body["credits_remaining"], 2);
     assert_eq!(r.body["refill"], Value::Null);
-    assert_eq!(item(&s, &session, &daily_id)["refill"], Value::Null);
+    assert_eq!(list_item(&s, &session, &daily_id)["refill"], Value::Null);
 
     // Verify spends a credit and says how many are left, then USAGE_EXCEEDED.
     let verify = |key: &str| {
@@ -203,7 +175,7 @@ fn credits_are_validated_set_through_the_api_and_seen_by_verify() {
 
 #[test]
 fn credits_survive_sigterm_and_kill9_restarts() {
-    let mut s = Server::start(ARGS);
+    let mut s = Server::start(LASTING);
     let session = register_and_login(&s, "alice");
     let (key, key_id) = new_key(
         &s,
@@ -216,7 +188,7 @@ fn credits_survive_sigterm_and_kill9_restarts() {
     assert!(s.sigterm().success());
     s.restart();
     let session = crate::support::login(&s, "alice");
-    assert_eq!(item(&s, &session, &key_id)["credits_remaining"], 3);
+    assert_eq!(list_item(&s, &session, &key_id)["credits_remaining"], 3);
     assert_eq!(spend(&s, &key).status, 200);
     // An acknowledged set survives kill -9 (replayed from the log, over the
     // snapshot and the older spending).
@@ -229,19 +201,19 @@ fn credits_survive_sigterm_and_kill9_restarts() {
     assert_eq!(r.status, 200, "{}", r.text);
     s.restart();
     let session = crate::support::login(&s, "alice");
-    let it = item(&s, &session, &key_id);
+    let it = list_item(&s, &session, &key_id);
     assert_eq!(it["credits_remaining"], 10);
     assert_eq!(it["refill"], json!({"amount": 10, "interval": "monthly"}));
     assert_eq!(spend(&s, &key).status, 200);
     assert!(s.sigterm().success());
     s.restart();
     let session = crate::support::login(&s, "alice");
-    assert_eq!(item(&s, &session, &key_id)["credits_remaining"], 9);
+    assert_eq!(list_item(&s, &session, &key_id)["credits_remaining"], 9);
 }
 
 #[test]
 fn rotation_keeps_the_old_key_for_its_grace_then_401_also_across_a_restart() {
-    let mut s = Server::start(ARGS);
+    let mut s = Server::start(LASTING);
     let session = register_and_login(&s, "alice");
     let bob = register_and_login(&s, "bob");
     let (old, old_id) = new_key(
@@ -268,11 +240,11 @@ fn rotation_keeps_the_old_key_for_its_grace_then_401_also_across_a_restart() {
     assert!(new.starts_with(&r.str("key_prefix")));
     assert!(r.body["old_key_expires_at"].is_string());
     assert_eq!(rotate(&s, &session, &old_id, None).status, 409);
-    let it = item(&s, &session, &new_id);
+    let it = list_item(&s, &session, &new_id);
     assert_eq!(it["name"], "fleet");
     assert_eq!(it["scopes"], json!(["pool:read", "pool:write"]));
     assert_eq!(it["credits_remaining"], 3);
-    let it = item(&s, &session, &old_id);
+    let it = list_item(&s, &session, &old_id);
     assert_eq!(it["rotated_to"], new_id.as_str());
     assert_eq!(it["grace_until"], r.body["old_key_expires_at"]);
     // Both work in the grace period and share the credits.
@@ -282,7 +254,10 @@ fn rotation_keeps_the_old_key_for_its_grace_then_401_also_across_a_restart() {
     assert_eq!(spend(&s, &old).status, 200);
     let session = crate::support::login(&s, "alice");
     // The rotation survived kill -9; the old key's grace can end at once.
-    assert_eq!(item(&s, &session, &old_id)["rotated_to"], new_id.as_str());
+    assert_eq!(
+        list_item(&s, &session, &old_id)["rotated_to"],
+        new_id.as_str()
+    );
     let (short, short_id) = new_key(&s, &session, json!({"name": "short"}));
     let r = rotate(&s, &session, &short_id, Some(json!({"grace_secs": 0})));
     assert_eq!(r.status, 201, "{}", r.text);

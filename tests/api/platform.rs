@@ -4,39 +4,10 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{register_and_login, Resp, Server};
-
-/// RELAXED, and sessions that last the whole test.
-const ARGS: &[&str] = &[
-    "--ip-rate-limit",
-    "100000/1m",
-    "--keys-per-day",
-    "1000",
-    "--session-max-uses",
-    "100000",
-];
+use crate::support::{list_item, new_key, register_and_login, Resp, Server, LASTING};
 
 fn key_with(s: &Server, session: &str, body: Value) -> Resp {
     s.call("POST", "/generate-key", Some(session), Some(body))
-}
-
-/// A new key of `session`'s account with these fields; returns (key, key_id).
-fn new_key(s: &Server, session: &str, body: Value) -> (String, String) {
-    let r = key_with(s, session, body);
-    assert_eq!(r.status, 201, "{}", r.text);
-    (r.str("key"), r.str("key_id"))
-}
-
-fn item(s: &Server, token: &str, key_id: &str) -> Value {
-    let r = s.call("GET", "/list-keys", Some(token), None);
-    assert_eq!(r.status, 200, "{}", r.text);
-    r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["key_id"] == key_id)
-        .unwrap_or_else(|| panic!("{key_id} not in {}", r.text))
-        .clone()
 }
 
 fn lacks(r: &Resp, scope: &str) {
@@ -51,7 +22,7 @@ fn lacks(r: &Resp, scope: &str) {
 
 #[test]
 fn a_reader_key_cannot_check_out_and_each_route_needs_its_scope() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let session = register_and_login(&s, "alice");
     s.call("POST", "/keys", Some(&session), None);
     let (reader, _) = new_key(&s, &session, json!({"name": "r", "role": "reader"}));
@@ -211,7 +182,7 @@ fn a_reader_key_cannot_check_out_and_each_route_needs_its_scope() {
 
 #[test]
 fn scopes_and_roles_are_validated_and_a_key_cannot_grant_more_than_it_has() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let session = register_and_login(&s, "bob");
     for (body, field) in [
         (json!({"scopes": ["Pool:Write"]}), "scopes"),
@@ -231,7 +202,7 @@ fn scopes_and_roles_are_validated_and_a_key_cannot_grant_more_than_it_has() {
         json!({"role": "worker", "scopes": ["keys:verify", "billing.read"]}),
     );
     assert_eq!(
-        item(&s, &session, &id)["scopes"],
+        list_item(&s, &session, &id)["scopes"],
         json!(["pool:read", "pool:write", "keys:verify", "billing.read"])
     );
     // A keys:write key may create keys with its own scopes, not more.
@@ -259,7 +230,7 @@ fn scopes_and_roles_are_validated_and_a_key_cannot_grant_more_than_it_has() {
 
 #[test]
 fn an_allowlist_refuses_other_addresses_and_survives_a_restart() {
-    let mut s = Server::start(ARGS);
+    let mut s = Server::start(LASTING);
     let session = register_and_login(&s, "carol");
     let (far, far_id) = new_key(
         &s,
@@ -279,12 +250,12 @@ fn an_allowlist_refuses_other_addresses_and_survives_a_restart() {
     );
     assert_eq!(s.call("GET", "/stats", Some(&near), None).status, 200);
     assert_eq!(
-        item(&s, &session, &far_id)["allowed_ips"],
+        list_item(&s, &session, &far_id)["allowed_ips"],
         json!(["10.0.0.0/8"])
     );
-    assert_eq!(item(&s, &session, &far_id)["usage_count"], 0);
+    assert_eq!(list_item(&s, &session, &far_id)["usage_count"], 0);
     assert_eq!(
-        item(&s, &session, &near_id)["allowed_ips"],
+        list_item(&s, &session, &near_id)["allowed_ips"],
         json!(["2001:db8::/32", "127.0.0.0/8"])
     );
     for snapshot in [false, true] {
@@ -295,14 +266,17 @@ fn an_allowlist_refuses_other_addresses_and_survives_a_restart() {
         s.restart();
         assert_eq!(s.call("GET", "/stats", Some(&far), None).status, 403);
         assert_eq!(s.call("GET", "/stats", Some(&near), None).status, 200);
-        assert_eq!(item(&s, &session, &far_id)["meta"], json!({"team": "ml"}));
+        assert_eq!(
+            list_item(&s, &session, &far_id)["meta"],
+            json!({"team": "ml"})
+        );
     }
     lacks(&s.call("GET", "/list-keys", Some(&near), None), "keys:read");
 }
 
 #[test]
 fn disable_and_enable_across_a_restart_and_not_for_another_account() {
-    let mut s = Server::start(ARGS);
+    let mut s = Server::start(LASTING);
     let session = register_and_login(&s, "dave");
     let other = register_and_login(&s, "erin");
     let (key, id) = new_key(&s, &session, json!({"name": "k"}));
@@ -319,7 +293,7 @@ fn disable_and_enable_across_a_restart_and_not_for_another_account() {
     let refused = s.call("GET", "/stats", Some(&key), None);
     assert_eq!(refused.status, 401);
     assert_eq!(refused.error(), "This API key is disabled.");
-    assert_eq!(item(&s, &session, &id)["disabled"], true);
+    assert_eq!(list_item(&s, &session, &id)["disabled"], true);
     s.restart();
     assert_eq!(s.call("GET", "/stats", Some(&key), None).status, 401);
     // A key with keys:write can manage keys; one without cannot.
@@ -328,7 +302,7 @@ fn disable_and_enable_across_a_restart_and_not_for_another_account() {
     lacks(&s.call("POST", &enable, Some(&reader), None), "keys:write");
     assert_eq!(s.call("POST", &enable, Some(&admin), None).status, 200);
     assert_eq!(s.call("GET", "/stats", Some(&key), None).status, 200);
-    assert_eq!(item(&s, &session, &id)["disabled"], false);
+    assert_eq!(list_item(&s, &session, &id)["disabled"], false);
     // SIGTERM writes a snapshot: this start reads the access rules from it.
     assert!(s.sigterm().success());
     s.restart();
@@ -337,7 +311,7 @@ fn disable_and_enable_across_a_restart_and_not_for_another_account() {
 
 #[test]
 fn verify_gives_each_code() {
-    let s = Server::start(ARGS);
+    let s = Server::start(LASTING);
     let session = register_and_login(&s, "frank");
     let verify = |key: &str, scope: Option<&str>| {
         let mut body = json!({"key": key});
@@ -361,7 +335,7 @@ fn verify_gives_each_code() {
                "allowed_ips": ["10.0.0.0/8"], "meta": {"plan": "pro", "seats": 3}}),
     );
     assert_eq!(
-        item(&s, &session, &user_id)["meta"],
+        list_item(&s, &session, &user_id)["meta"],
         json!({"plan": "pro", "seats": 3})
     );
     for meta in [json!("text"), json!([1]), json!({"x": "y".repeat(1100)})] {
@@ -426,7 +400,7 @@ fn verify_gives_each_code() {
     assert_eq!(code(&rl, None), "VALID");
     assert_eq!(code(&rl, None), "RATE_LIMITED");
     assert_eq!(s.call("GET", "/stats", Some(&rl), None).status, 429);
-    assert_eq!(item(&s, &session, &rl_id)["usage_count"], 4);
+    assert_eq!(list_item(&s, &session, &rl_id)["usage_count"], 4);
     // Bad requests.
     let bad = s.call(
         "POST",

@@ -28,6 +28,16 @@ pub struct Server {
 /// limit pass their own).
 pub const RELAXED: &[&str] = &["--ip-rate-limit", "100000/1m", "--keys-per-day", "1000"];
 
+/// RELAXED, and sessions that last the whole test.
+pub const LASTING: &[&str] = &[
+    "--ip-rate-limit",
+    "100000/1m",
+    "--keys-per-day",
+    "1000",
+    "--session-max-uses",
+    "100000",
+];
+
 impl Server {
     /// Starts a server on a new temporary data directory.
     pub fn start(args: &[&str]) -> Server {
@@ -277,6 +287,27 @@ pub fn register_and_login(s: &Server, user: &str) -> String {
     );
     assert_eq!(r.status, 201, "{}", r.text);
     login(s, user)
+}
+
+/// A new key of `session`'s account with these `/generate-key` fields;
+/// returns (key, key_id).
+pub fn new_key(s: &Server, session: &str, body: serde_json::Value) -> (String, String) {
+    let r = s.call("POST", "/generate-key", Some(session), Some(body));
+    assert_eq!(r.status, 201, "{}", r.text);
+    (r.str("key"), r.str("key_id"))
+}
+
+/// The `/list-keys` item of `key_id`, as `token` sees it.
+pub fn list_item(s: &Server, token: &str, key_id: &str) -> serde_json::Value {
+    let r = s.call("GET", "/list-keys", Some(token), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key_id"] == key_id)
+        .unwrap_or_else(|| panic!("{key_id} not in {}", r.text))
+        .clone()
 }
 
 /// Logs in; returns a session token.
