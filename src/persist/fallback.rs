@@ -26,8 +26,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::leader::{create_segment, FileState, Frozen};
-use super::log::{Failure, Log, Shared};
+use super::log::Log;
 use super::recovery::{self, SegInfo};
+use super::shared::{Failure, Shared};
 use super::{format, FsyncMode, Lsn, PersistError, Recovered};
 
 impl Shared {

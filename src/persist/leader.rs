@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::log::{Chunk, Shared};
 use super::recovery::SegInfo;
+use super::shared::{Chunk, Shared};
 use super::{format, Fs, FsFile, FsyncMode, LogOptions, Lsn, PersistError};
 
 /// Writes `parts` as the whole of file `path` in `dir` so that a crash leaves

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 
 use super::format;
 use super::leader::write_atomically;
-use super::log::{Chunk, Log, Snaps};
+use super::log::Log;
+use super::shared::{Chunk, Snaps};
 use super::{Lsn, PersistError};
 use crate::clock::{Clock, SystemClock};
 

@@ -35,6 +35,7 @@ mod log;
 mod log_snapshot;
 pub mod master_key;
 mod recovery;
+mod shared;
 mod syncer;
 pub mod testing;
 #[cfg(test)]

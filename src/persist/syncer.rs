@@ -19,7 +19,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::log::{Shared, EVERYSEC};
+use super::log::EVERYSEC;
+use super::shared::Shared;
 use super::{FsyncMode, Lsn, PersistError};
 
 /// The longest a flush is held back for more records to join it.
