@@ -75,8 +75,17 @@ pub fn run(a: &Args) -> Result<(), BoxError> {
         a.keys
     );
     let started = Instant::now();
+    let at = |name: &str, peers: &[Peer]| peers.iter().position(|p| p.series.name == name);
+    let platform_pair = at(PLATFORM_PLAIN, &peers).zip(at(PLATFORM_RESTRICTED, &peers));
     for turn in 1..=a.turns {
-        for p in &mut peers {
+        // The platform's two keys swap places every other turn, so that
+        // neither is always the one measured second.
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        if let (Some((x, y)), true) = (platform_pair, turn % 2 == 0) {
+            order.swap(x, y);
+        }
+        for &k in &order {
+            let p = &mut peers[k];
             match measure(p, &servers, &script, a) {
                 Ok(run) => {
                     println!(
