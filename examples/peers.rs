@@ -4,8 +4,9 @@
 //! ```text
 //! bench-exclusive cargo run --release --example peers -- [compare|profile|disk]
 //!     [--secs 5] [--warmup 1] [--turns 3] [--conns 32] [--keys 1000]
-//!     [--peers bare,never,always,everysec,open,redis,redis-aof,checks]
+//!     [--peers bare,never,always,everysec,open,redis,redis-aof,checks,platform]
 //!     [--fsync never|always|everysec] [--before PATH] [--no-build]
+//!     [--restricted] [--binary PATH]      (profile)
 //! ```
 //!
 //! `compare` (the default): every server under test runs on CPU 0
@@ -18,7 +19,12 @@
 //! `redis-server` running `peers/pool_redis.lua`, driven by `redis-benchmark`
 //! at the same connection count, without persistence and with `appendfsync
 //! always`. `checks` adds the client's own limits: the bare server at one
-//! connection, wrk without Lua, Redis `PING`. Each turn runs every peer once
+//! connection, wrk without Lua, Redis `PING`. `platform` (not in the default
+//! set) is one more `--fsync never` server whose account has two keys, driven
+//! one after the other in every turn: the plain key, and one with only
+//! `pool:write`, `allowed_ips` 127.0.0.0/8 and a billion credits refilled
+//! daily (issue 10's target: the restricted key keeps ≥ 90 % of the plain
+//! one's rate). Each turn runs every peer once
 //! (a warm-up, then `--secs` measured); the table shows medians over the
 //! turns, then the issue's ratios and targets, then keypool's own log counters
 //! (`/metrics`). A peer whose program is not installed is skipped, saying so.
@@ -89,6 +95,9 @@ pub enum PeerKind {
     RedisAof,
     /// The clients' own limits: bare at 1 connection, wrk without Lua, Redis PING.
     Checks,
+    /// keypool --fsync never, one server, driven in turn with an unrestricted
+    /// key and with a scoped, IP-restricted, credit-metered one (issue 10).
+    Platform,
 }
 
 /// The command line.
@@ -135,6 +144,13 @@ pub struct Args {
     /// measured as two more peers (`--fsync never` and `always`) in the same turns.
     #[arg(long, value_name = "PATH")]
     pub before: Option<std::path::PathBuf>,
+    /// `profile`: drive the server with a scoped, IP-restricted, metered key
+    /// (the `platform` peer's) instead of a plain one.
+    #[arg(long)]
+    pub restricted: bool,
+    /// `profile`: this keypool binary instead of the one built here.
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<std::path::PathBuf>,
     /// Do not build `keypool` and the bare server first.
     #[arg(long)]
     pub no_build: bool,

@@ -13,8 +13,14 @@ use crate::{summary, wrk, Args, PeerKind};
 
 /// How a peer is driven.
 pub enum Drive {
-    /// wrk against `http[i]`; with `pool.lua` or plain `GET /keys`; at `conns`.
-    Wrk { i: usize, lua: bool, conns: usize },
+    /// wrk against `http[i]`; with `pool.lua` or plain `GET /keys`; at
+    /// `conns`; with the server's restricted key instead of its plain one.
+    Wrk {
+        i: usize,
+        lua: bool,
+        conns: usize,
+        restricted: bool,
+    },
     /// redis-benchmark against `redis[i]`: the pool script, or `PING`.
     Bench { i: usize, ping: bool, estimate: f64 },
 }
@@ -30,10 +36,16 @@ pub struct Peer {
     pub measured_secs: f64,
 }
 
+/// The `platform` peers: one `--fsync never` server, two keys of one account.
+pub const PLATFORM_PLAIN: &str = "platform: unrestricted key";
+/// See [`PLATFORM_PLAIN`].
+pub const PLATFORM_RESTRICTED: &str = "platform: scoped, IP-restricted, metered key";
+
 /// The servers, started once and kept for every turn.
 #[derive(Default)]
 pub struct Servers {
-    http: Vec<HttpServer>,
+    /// The HTTP peers' servers.
+    pub http: Vec<HttpServer>,
     /// The Redis peers' servers.
     pub redis: Vec<Redis>,
 }
@@ -63,12 +75,21 @@ pub fn run(a: &Args) -> Result<(), BoxError> {
         a.keys
     );
     let started = Instant::now();
+    let at = |name: &str, peers: &[Peer]| peers.iter().position(|p| p.series.name == name);
+    let platform_pair = at(PLATFORM_PLAIN, &peers).zip(at(PLATFORM_RESTRICTED, &peers));
     for turn in 1..=a.turns {
-        for p in &mut peers {
+        // The platform's two keys swap places every other turn, so that
+        // neither is always the one measured second.
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        if let (Some((x, y)), true) = (platform_pair, turn % 2 == 0) {
+            order.swap(x, y);
+        }
+        for &k in &order {
+            let p = &mut peers[k];
             match measure(p, &servers, &script, a) {
                 Ok(run) => {
                     println!(
-                        "turn {turn}/{}  {:<34} {:>9} ops/s  p50 {:>9}  p99 {:>9}  errors {}  \
+                        "turn {turn}/{}  {:<44} {:>9} ops/s  p50 {:>9}  p99 {:>9}  errors {}  \
                          server CPU {:.0} %  client CPU {:.0} %  server cs/op {:.2}",
                         a.turns,
                         p.series.name,
@@ -134,6 +155,7 @@ fn start(
                         i,
                         lua: true,
                         conns,
+                        restricted: false,
                     },
                 ));
             }
@@ -146,6 +168,7 @@ fn start(
                         i,
                         lua: true,
                         conns: 1,
+                        restricted: false,
                     },
                 ));
                 let plain = format!("wrk, no lua, {}", a.conns);
@@ -156,6 +179,7 @@ fn start(
                         i,
                         lua: false,
                         conns,
+                        restricted: false,
                     },
                 ));
             }
@@ -189,6 +213,30 @@ fn start(
                         i,
                         lua: true,
                         conns,
+                        restricted: false,
+                    },
+                ));
+            }
+        }
+        if want(PeerKind::Platform) {
+            println!(
+                "starting keypool --fsync never with an unrestricted and a restricted key, \
+                 and filling its pool"
+            );
+            let mut srv = HttpServer::keypool(keypool_bin, "never", false, a.keys)?;
+            srv.add_restricted_key()?;
+            s.http.push(srv);
+            let i = s.http.len() - 1;
+            let conns = a.conns;
+            for (name, restricted) in [(PLATFORM_PLAIN, false), (PLATFORM_RESTRICTED, true)] {
+                peers.push(peer(
+                    name,
+                    lua.clone(),
+                    Drive::Wrk {
+                        i,
+                        lua: true,
+                        conns,
+                        restricted,
                     },
                 ));
             }
@@ -207,6 +255,7 @@ fn start(
                         i,
                         lua: true,
                         conns,
+                        restricted: false,
                     },
                 ));
             }
@@ -283,11 +332,21 @@ fn start(
 /// One turn of one peer: a warm-up, then the measured run.
 fn measure(p: &mut Peer, s: &Servers, script: &std::path::Path, a: &Args) -> Result<Run, BoxError> {
     match &mut p.drive {
-        Drive::Wrk { i, lua, conns } => {
+        Drive::Wrk {
+            i,
+            lua,
+            conns,
+            restricted,
+        } => {
             let srv = &s.http[*i];
+            let key = if *restricted {
+                &srv.restricted_key
+            } else {
+                &srv.api_key
+            };
             let mut load = wrk::Load {
                 addr: srv.addr,
-                api_key: srv.api_key.as_deref(),
+                api_key: key.as_deref(),
                 conns: *conns,
                 secs: a.warmup,
                 script: lua.then_some(script),

@@ -23,6 +23,9 @@ pub struct HttpServer {
     pub addr: SocketAddr,
     /// `X-API-Key` for the pool, or `None` for the open pool / the bare server.
     pub api_key: Option<String>,
+    /// A second key of the same account, scoped, IP-restricted and metered
+    /// ([`HttpServer::add_restricted_key`]), for the `platform` peer.
+    pub restricted_key: Option<String>,
     /// Whether `/metrics` is keypool's.
     pub keypool: bool,
     _dir: tempfile::TempDir,
@@ -69,9 +72,46 @@ impl HttpServer {
             server,
             addr,
             api_key,
+            restricted_key: None,
             keypool: true,
             _dir: dir,
         })
+    }
+
+    /// Creates the account's second key, with only what checkout and release
+    /// need: scope `pool:write`, `allowed_ips` 127.0.0.0/8 (the load comes
+    /// from 127.0.0.1), and [`RESTRICTED_CREDITS`] credits refilled daily, far
+    /// more than any run spends; every request through it passes the scope
+    /// bit, the allowlist and a credit spend.
+    pub fn add_restricted_key(&mut self) -> Result<(), BoxError> {
+        let token = login(self.addr)?;
+        let body = serde_json::json!({
+            "name": "peers-restricted",
+            "scopes": ["pool:write"],
+            "allowed_ips": ["127.0.0.0/8"],
+            "credits": {
+                "remaining": RESTRICTED_CREDITS,
+                "refill": {"amount": RESTRICTED_CREDITS, "interval": "daily"},
+            },
+        });
+        self.restricted_key = Some(generate_key(self.addr, &token, &body)?);
+        Ok(())
+    }
+
+    /// The restricted key's credits left (`GET /list-keys`), to show that the
+    /// runs spent them (one per request) and never ran out.
+    pub fn restricted_credits(&self) -> Result<Option<u64>, BoxError> {
+        let token = login(self.addr)?;
+        let list: serde_json::Value = agent()
+            .get(&format!("http://{}/list-keys", self.addr))
+            .set("Authorization", &format!("Bearer {token}"))
+            .call()?
+            .into_json()?;
+        let items = list["items"].as_array().ok_or("no items in /list-keys")?;
+        Ok(items
+            .iter()
+            .find(|k| k["name"] == "peers-restricted")
+            .and_then(|k| k["credits_remaining"].as_u64()))
     }
 
     /// Starts the bare hyper server.
@@ -83,6 +123,7 @@ impl HttpServer {
             server,
             addr,
             api_key: None,
+            restricted_key: None,
             keypool: false,
             _dir: dir,
         })
@@ -112,21 +153,43 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
+/// The restricted key's credits (and its daily refill): a billion, which no
+/// run of a few minutes at under 100k requests a second can spend.
+pub const RESTRICTED_CREDITS: u64 = 1_000_000_000;
+
 /// Register, log in, `/generate-key`; returns the key.
 fn api_key(addr: SocketAddr) -> Result<String, BoxError> {
-    let a = agent();
-    let base = format!("http://{addr}");
     let user = serde_json::json!({"username": USER, "password": PASSWORD});
-    a.post(&format!("{base}/register")).send_json(&user)?;
-    let login: serde_json::Value = a
-        .post(&format!("{base}/login"))
+    agent()
+        .post(&format!("http://{addr}/register"))
+        .send_json(&user)?;
+    let token = login(addr)?;
+    generate_key(addr, &token, &serde_json::json!({"name": "peers"}))
+}
+
+/// `/login` as the benchmark account; returns the session token.
+fn login(addr: SocketAddr) -> Result<String, BoxError> {
+    let user = serde_json::json!({"username": USER, "password": PASSWORD});
+    let login: serde_json::Value = agent()
+        .post(&format!("http://{addr}/login"))
         .send_json(&user)?
         .into_json()?;
-    let token = login["token"].as_str().ok_or("no token in /login")?;
-    let made: serde_json::Value = a
-        .post(&format!("{base}/generate-key"))
+    Ok(login["token"]
+        .as_str()
+        .ok_or("no token in /login")?
+        .to_string())
+}
+
+/// `POST /generate-key` with `body` under the session `token`; returns the key.
+fn generate_key(
+    addr: SocketAddr,
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<String, BoxError> {
+    let made: serde_json::Value = agent()
+        .post(&format!("http://{addr}/generate-key"))
         .set("Authorization", &format!("Bearer {token}"))
-        .send_json(serde_json::json!({"name": "peers"}))?
+        .send_json(body)?
         .into_json()?;
     Ok(made["key"]
         .as_str()

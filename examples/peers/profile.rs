@@ -31,17 +31,30 @@ pub fn run(a: &Args) -> Result<(), BoxError> {
     if !["never", "always", "everysec"].contains(&a.fsync.as_str()) {
         return Err("--fsync is never, always or everysec".into());
     }
-    let (keypool_bin, _) = procs::build(a.no_build)?;
+    let (built, _) = procs::build(a.no_build || a.binary.is_some())?;
+    let keypool_bin = a.binary.clone().unwrap_or(built);
     procs::pin_self_to_client_cpu();
-    println!("starting keypool --fsync {} and filling its pool", a.fsync);
-    let srv = HttpServer::keypool(&keypool_bin, &a.fsync, false, a.keys)?;
+    println!(
+        "starting {} --fsync {} and filling its pool",
+        keypool_bin.display(),
+        a.fsync
+    );
+    let mut srv = HttpServer::keypool(&keypool_bin, &a.fsync, false, a.keys)?;
+    if a.restricted {
+        srv.add_restricted_key()?;
+        println!("  driven with the restricted key (pool:write, 127.0.0.0/8, credits)");
+    }
     let pid = srv.process().pid();
     let dir = procs::temp_dir("profile")?;
     let script = dir.path().join("pool.lua");
     std::fs::write(&script, wrk::SCRIPT)?;
     let load = |secs: u64| wrk::Load {
         addr: srv.addr,
-        api_key: srv.api_key.as_deref(),
+        api_key: if a.restricted {
+            srv.restricted_key.as_deref()
+        } else {
+            srv.api_key.as_deref()
+        },
         conns: a.conns,
         secs,
         script: Some(&script),
@@ -79,7 +92,12 @@ pub fn run(a: &Args) -> Result<(), BoxError> {
             println!("    {name:<18} voluntary {v:.3}  involuntary (preempted) {i:.3}");
         }
     }
-    let data = procs::profile_dir()?.join(format!("peers-perf-{}.data", a.fsync));
+    let label = match (&a.binary, a.restricted) {
+        (Some(_), _) => format!("{}-binary", a.fsync),
+        (None, true) => format!("{}-restricted", a.fsync),
+        (None, false) => a.fsync.clone(),
+    };
+    let data = procs::profile_dir()?.join(format!("peers-perf-{label}.data"));
     let mut record: Vec<String> = ["record", "-a", "-C", procs::SERVER_CPU, "-F", "999"]
         .iter()
         .map(|s| s.to_string())

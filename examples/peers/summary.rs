@@ -3,7 +3,7 @@
 //! log counters from `/metrics` (records per fsync, the server's own mean
 //! request time, and any other `keypool_wal_*` series it exposes).
 
-use crate::compare::{Peer, Servers};
+use crate::compare::{Peer, Servers, PLATFORM_PLAIN, PLATFORM_RESTRICTED};
 use crate::procs;
 use crate::report::{self, count, ms, ratio_of, Check, Series, Unit};
 use crate::Args;
@@ -123,8 +123,11 @@ pub fn print(peers: &[Peer], servers: &Servers, a: &Args) {
             target: Some((false, bound)),
         }
     }));
-    println!("\n== issue 8's targets (ratios of the medians above)");
-    report::checks(&targets);
+    // A partial run (--peers never,platform) measures none of them: say nothing.
+    if targets.iter().any(|c| c.value.is_ok()) {
+        println!("\n== issue 8's targets (ratios of the medians above)");
+        report::checks(&targets);
+    }
     // Only the figures whose peers ran: a partial run (--peers) stays short.
     let figures: Vec<Check> = FIGURES
         .iter()
@@ -140,6 +143,7 @@ pub fn print(peers: &[Peer], servers: &Servers, a: &Args) {
         println!("\n== other figures");
         report::checks(&figures);
     }
+    platform(peers, servers);
     wal(peers);
     for r in &servers.redis {
         if let Ok(state) = r.pool_state() {
@@ -214,6 +218,57 @@ fn wal(peers: &[Peer]) {
                     count(v / secs)
                 );
             }
+        }
+    }
+}
+
+/// Issue 10's target, when the `platform` peers ran: the restricted key's
+/// median rate over the unrestricted key's, with the ratio turn by turn (the
+/// two run back to back in each turn, so each turn's ratio is a same-machine
+/// comparison of its own), and the credits the restricted key has left.
+fn platform(peers: &[Peer], servers: &Servers) {
+    let find = |name: &str| peers.iter().find(|p| p.series.name == name);
+    let (Some(plain), Some(restricted)) = (find(PLATFORM_PLAIN), find(PLATFORM_RESTRICTED)) else {
+        return;
+    };
+    println!("\n== issue 10's target (ratio of the medians above)");
+    let check = Check {
+        what: "platform: restricted key / unrestricted key".into(),
+        value: ratio_of(Some(&restricted.series), Some(&plain.series)),
+        unit: Unit::Percent,
+        target: Some((true, 0.90)),
+    };
+    report::checks(&[check]);
+    let by_turn: Vec<f64> = plain
+        .series
+        .runs
+        .iter()
+        .zip(&restricted.series.runs)
+        .map(|(p, r)| r.ops / p.ops.max(1e-9))
+        .collect();
+    let shown: Vec<String> = by_turn
+        .iter()
+        .map(|r| format!("{:.1} %", 100.0 * r))
+        .collect();
+    println!(
+        "  restricted / unrestricted by turn: {}; median of the turns' ratios {}",
+        shown.join(" / "),
+        report::median(by_turn).map_or("-".into(), |m| format!("{:.1} %", 100.0 * m))
+    );
+    let left = servers
+        .http
+        .iter()
+        .find(|s| s.restricted_key.is_some())
+        .map(|s| s.restricted_credits());
+    if let Some(left) = left {
+        match left {
+            Ok(Some(n)) => println!(
+                "  the restricted key's credits left: {} of {} (one spent per request it sent)",
+                count(n as f64),
+                count(crate::http::RESTRICTED_CREDITS as f64)
+            ),
+            Ok(None) => println!("  the restricted key's credits: not in /list-keys"),
+            Err(e) => println!("  the restricted key's credits: could not read /list-keys: {e}"),
         }
     }
 }
