@@ -17,6 +17,8 @@ pub mod waiters;
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod model_tests_keys;
 
 use std::sync::Arc;
 
