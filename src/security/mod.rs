@@ -23,6 +23,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
+use dashmap::DashMap;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -140,7 +141,6 @@ pub struct SecurityImage {
 struct Inner {
     next_id: u64,
     by_account: HashMap<AccountId, VecDeque<Entry>>,
-    seen: HashMap<Uuid, Vec<(IpAddr, Millis)>>,
     /// (account, kind, key) → (when its window started, folded since).
     windows: HashMap<(AccountId, Kind, Option<Uuid>), (Millis, u64)>,
 }
@@ -148,7 +148,30 @@ struct Inner {
 /// Every account's security log.
 #[derive(Default)]
 pub struct SecurityLog {
+    /// Entries, ids and coalescing windows. Never held while another lock is
+    /// taken (a leaf: domain code may take it under its own locks).
     inner: Mutex<Inner>,
+    /// Per key, the addresses it was used from and when last. Apart from
+    /// `inner`, sharded, so that every API-key request can check its address
+    /// without a global lock (a read of one shard).
+    seen: DashMap<Uuid, Vec<(IpAddr, Millis)>>,
+}
+
+/// Applies a [`SecurityEvent::Seen`] to a key's addresses: keeps the later
+/// sight; past [`MAX_ADDRESSES`], evicts the oldest (ties by address, so
+/// replay agrees).
+fn apply_seen(set: &mut Vec<(IpAddr, Millis)>, ip: IpAddr, at: Millis) {
+    match set.iter_mut().find(|(a, _)| *a == ip) {
+        Some(slot) => slot.1 = slot.1.max(at),
+        None => {
+            set.push((ip, at));
+            if set.len() > MAX_ADDRESSES {
+                if let Some(i) = (0..set.len()).min_by_key(|&i| (set[i].1, set[i].0)) {
+                    set.swap_remove(i);
+                }
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -171,21 +194,7 @@ impl Inner {
                     list.pop_front();
                 }
             }
-            SecurityEvent::Seen { key, ip, at } => {
-                let set = self.seen.entry(*key).or_default();
-                match set.iter_mut().find(|(a, _)| a == ip) {
-                    Some(slot) => slot.1 = slot.1.max(*at),
-                    None => {
-                        set.push((*ip, *at));
-                        if set.len() > MAX_ADDRESSES {
-                            // Evict the oldest (ties by address, so replay agrees).
-                            if let Some(i) = (0..set.len()).min_by_key(|&i| (set[i].1, set[i].0)) {
-                                set.swap_remove(i);
-                            }
-                        }
-                    }
-                }
-            }
+            SecurityEvent::Seen { .. } => {}
         }
     }
 }
@@ -203,15 +212,21 @@ impl SecurityLog {
             for e in image.entries {
                 g.apply(&SecurityEvent::Logged(e));
             }
-            g.seen = image.seen.into_iter().collect();
+        }
+        for (key, set) in image.seen {
+            log.seen.insert(key, set);
         }
         log
     }
 
     pub fn image(&self) -> SecurityImage {
-        let g = self.inner.lock();
-        let mut seen: Vec<_> = g.seen.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut seen: Vec<_> = self
+            .seen
+            .iter()
+            .map(|r| (*r.key(), r.value().clone()))
+            .collect();
         seen.sort_by_key(|(k, _)| *k);
+        let g = self.inner.lock();
         let mut entries: Vec<Entry> = g.by_account.values().flatten().cloned().collect();
         entries.sort_by_key(|e| e.id);
         SecurityImage {
@@ -222,7 +237,23 @@ impl SecurityLog {
     }
 
     pub fn apply(&self, event: &SecurityEvent) {
-        self.inner.lock().apply(event);
+        match event {
+            SecurityEvent::Seen { key, ip, at } => {
+                apply_seen(&mut self.seen.entry(*key).or_default(), *ip, *at)
+            }
+            SecurityEvent::Logged(_) => self.inner.lock().apply(event),
+        }
+    }
+
+    /// Whether `key` was used from `ip` recently enough that a use now is
+    /// neither new nor due a refresh: the hot path of every API-key request,
+    /// one read of one shard, no log record. When false, call
+    /// [`SecurityLog::note_use`].
+    pub fn known(&self, key: Uuid, ip: IpAddr, now: Millis) -> bool {
+        self.seen.get(&key).is_some_and(|set| {
+            set.iter()
+                .any(|(a, t)| *a == ip && now.saturating_sub(*t) < REFRESH_EVERY)
+        })
     }
 
     /// Logs that `kind` happened to `account` (or, for a flood-prone kind
@@ -277,11 +308,10 @@ impl SecurityLog {
         now: Millis,
         emit: &mut dyn FnMut(&SecurityEvent),
     ) -> bool {
-        let mut g = self.inner.lock();
-        let last = g
-            .seen
-            .get(&key)
-            .and_then(|s| s.iter().find(|(a, _)| *a == ip).map(|(_, t)| *t));
+        // The key's shard stays locked from the check to the change, so two
+        // first uses from one address report it once.
+        let mut set = self.seen.entry(key).or_default();
+        let last = set.iter().find(|(a, _)| *a == ip).map(|(_, t)| *t);
         let (new, write) = match last {
             None => (true, true),
             Some(t) if now.saturating_sub(t) >= NEW_IP_AFTER => (true, true),
@@ -289,7 +319,7 @@ impl SecurityLog {
         };
         if write {
             let event = SecurityEvent::Seen { key, ip, at: now };
-            g.apply(&event);
+            apply_seen(&mut set, ip, now);
             emit(&event);
         }
         new

@@ -155,3 +155,19 @@ fn replay_twice_or_over_a_snapshot_gives_the_same_state() {
     assert_eq!(over.image(), want);
     assert_eq!(SecurityLog::restore(want.clone()).image(), want);
 }
+
+#[test]
+fn a_known_address_is_a_read_that_writes_nothing() {
+    let log = SecurityLog::new();
+    let key = Uuid::from_u128(11);
+    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+    let other: IpAddr = "127.0.0.2".parse().unwrap();
+    assert!(!log.known(key, ip, 1_000), "never seen");
+    let mut writes = 0;
+    assert!(log.note_use(key, ip, 1_000, &mut |_| writes += 1));
+    assert_eq!(writes, 1);
+    assert!(log.known(key, ip, 2_000));
+    assert!(!log.known(key, other, 2_000), "another address");
+    assert!(!log.known(Uuid::from_u128(12), ip, 2_000), "another key");
+    assert!(!log.known(key, ip, 1_000 + REFRESH_EVERY), "due a refresh");
+}
