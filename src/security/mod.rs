@@ -129,6 +129,21 @@ pub struct Happened {
     pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A [`Happened`] at `ip`, about `key` (id and public prefix), with the
+/// fields of the JSON object `detail` (anything else: none).
+pub fn happened(ip: IpAddr, key: Option<(Uuid, String)>, detail: serde_json::Value) -> Happened {
+    let (key_id, key_prefix) = key.unzip();
+    Happened {
+        ip: Some(ip),
+        key_id,
+        key_prefix,
+        detail: match detail {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
+    }
+}
+
 /// Snapshot form.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecurityImage {

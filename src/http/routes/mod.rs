@@ -5,6 +5,7 @@
 mod accounts;
 #[cfg(test)]
 mod fuzz_tests;
+mod key_notes;
 mod keys;
 mod ops;
 mod pool;
