@@ -23,7 +23,7 @@ use std::cell::Cell;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{accounts, apikeys, idempotency, pool, purchase};
+use crate::{accounts, apikeys, idempotency, pool, purchase, security};
 
 /// One record of the write-ahead log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +47,9 @@ pub enum Event {
     Analytics(apikeys::AnalyticsEvent),
     /// A change to credit top-ups (a settling one is batched with the new balance).
     TopUp(purchase::TopUpEvent),
+    /// An entry of an account's security log, or a key's sight of an address
+    /// (issue 10 part 6); batched with the change it reports, if any.
+    Security(security::SecurityEvent),
 }
 
 /// A borrowed [`Event`], so that the hot path can log an event without cloning
@@ -62,6 +65,7 @@ pub enum EventRef<'a> {
     Idempotency(&'a idempotency::IdemEvent),
     Analytics(&'a apikeys::AnalyticsEvent),
     TopUp(&'a purchase::TopUpEvent),
+    Security(&'a security::SecurityEvent),
 }
 
 impl<'a> From<&'a Event> for EventRef<'a> {
@@ -75,6 +79,7 @@ impl<'a> From<&'a Event> for EventRef<'a> {
             Event::Idempotency(e) => EventRef::Idempotency(e),
             Event::Analytics(e) => EventRef::Analytics(e),
             Event::TopUp(e) => EventRef::TopUp(e),
+            Event::Security(e) => EventRef::Security(e),
         }
     }
 }
@@ -91,6 +96,7 @@ impl EventRef<'_> {
             EventRef::Idempotency(e) => Event::Idempotency(e.clone()),
             EventRef::Analytics(e) => Event::Analytics(e.clone()),
             EventRef::TopUp(e) => Event::TopUp(e.clone()),
+            EventRef::Security(e) => Event::Security(e.clone()),
         }
     }
 }

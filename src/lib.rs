@@ -80,3 +80,4 @@ pub async fn serve_app(
         tracing::error!(error = %e, "closing the log failed");
     }
 }
+pub mod security;

@@ -35,6 +35,7 @@ use crate::persist::{Log, Lsn, PersistError, RETRY};
 use crate::pool::{PoolConfig, PoolEvent};
 use crate::purchase::{Catalog, PurchaseConfig, StreamSigner};
 use crate::seal::MasterKey;
+use crate::security::{Happened, Kind, SecurityEvent, SecurityLog};
 
 pub use state::{State, StateImage};
 pub use tasks::Tasks;
@@ -204,6 +205,53 @@ impl Recorder<'_> {
     }
 }
 
+/// A security entry to log with the first event of a change
+/// ([`Recorder::record_noting`]).
+pub struct Note {
+    /// Whose log it goes to.
+    pub account: crate::ids::AccountId,
+    /// What happened.
+    pub kind: Kind,
+    /// Its address, key and detail.
+    pub what: Happened,
+}
+
+impl Recorder<'_> {
+    /// Logs `event` and the security entries `note` logs (through the
+    /// emitter it is given) as one record, so that a crash keeps both or
+    /// neither. Called under the lock that ordered `event`, like
+    /// [`Recorder::record`]: the security log's lock is a leaf.
+    pub fn record_noted(
+        &mut self,
+        event: EventRef<'_>,
+        note: impl FnOnce(&mut dyn FnMut(&SecurityEvent)),
+    ) {
+        let mut events = vec![event.to_owned()];
+        note(&mut |s| events.push(Event::Security(s.clone())));
+        match events.len() {
+            1 => self.record(event),
+            _ => self.record(EventRef::Batch(&events)),
+        }
+    }
+
+    /// [`Recorder::record_noted`] for the first event of a change (`note`
+    /// is taken then), [`Recorder::record`] for the others.
+    pub fn record_noting(
+        &mut self,
+        event: EventRef<'_>,
+        note: &mut Option<Note>,
+        log: &SecurityLog,
+        now: Millis,
+    ) {
+        match note.take() {
+            None => self.record(event),
+            Some(n) => self.record_noted(event, |emit| {
+                log.log(n.account, n.kind, n.what, now, emit);
+            }),
+        }
+    }
+}
+
 impl App {
     /// The current time.
     pub fn now(&self) -> Millis {
@@ -252,6 +300,36 @@ impl App {
             self.log.durable_in(epoch, lsn).await?;
         }
         Ok(out)
+    }
+
+    /// Logs what `op` records without waiting for it to be durable: for the
+    /// security notes of the authentication path (a key's new address, a
+    /// rate limit, spent credits), which is synchronous. Everything `op`
+    /// records is one record. Answers its epoch and position, for the
+    /// request to wait on before it answers ([`crate::persist::Log::durable_in`]);
+    /// `None` when nothing was recorded, or when the log cannot write (then
+    /// `op` is not run and nothing changes: the note is lost, the request is
+    /// not refused for it).
+    pub fn note(&self, op: impl FnOnce(&State, &mut Recorder<'_>)) -> Option<(u64, Lsn)> {
+        self.log.check_writable().ok()?;
+        let state = self.state.load();
+        let mut rec = Recorder {
+            log: &self.log,
+            epoch: state.epoch,
+            last: None,
+            failed: None,
+            freed: None,
+            more_freed: Vec::new(),
+            batch: None,
+        };
+        rec.begin_batch();
+        op(&state, &mut rec);
+        rec.end_batch(None);
+        if let Some(e) = rec.failed {
+            tracing::warn!(error = %e, "a security note could not be logged");
+            return None;
+        }
+        rec.last.map(|lsn| (rec.epoch, lsn))
     }
 
     /// Connects `state` to the background tasks (the reaper's wake-up).

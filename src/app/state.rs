@@ -25,6 +25,7 @@ use crate::idempotency::{IdemImage, Idempotency};
 use crate::persist::{Lsn, Recovered};
 use crate::pool::{PoolImage, PoolImageExt, Pools};
 use crate::purchase::{Purchases, PurchasesImage, TopUps, TopUpsImage};
+use crate::security::{SecurityImage, SecurityLog};
 
 use super::recovery::OpenError;
 use super::App;
@@ -49,6 +50,8 @@ pub struct StateImage {
     pub analytics: AnalyticsImage,
     /// Third round: credit top-ups.
     pub topups: TopUpsImage,
+    /// Third round: every account's security log and keys' addresses.
+    pub security: SecurityImage,
 }
 
 impl StateImage {
@@ -67,6 +70,7 @@ impl StateImage {
             apikeys_credits: r.later_field()?,
             analytics: r.later_field()?,
             topups: r.later_field()?,
+            security: r.later_field()?,
         };
         r.finish()?;
         Ok(image)
@@ -89,6 +93,8 @@ pub struct State {
     pub analytics: KeyAnalytics,
     /// Credit top-ups.
     pub topups: TopUps,
+    /// Every account's security log (`GET /api/user/events`).
+    pub security: SecurityLog,
     /// The log epoch this state was built for; records it emits carry it.
     pub(crate) epoch: u64,
 }
@@ -119,6 +125,7 @@ impl State {
                     idempotency: Idempotency::restore(image.idempotency),
                     analytics: KeyAnalytics::restore(image.analytics),
                     topups: TopUps::restore(pur_cfg.payment_delay, image.topups),
+                    security: SecurityLog::restore(image.security),
                     epoch,
                 }
             }
@@ -130,6 +137,7 @@ impl State {
                 idempotency: Idempotency::default(),
                 analytics: KeyAnalytics::default(),
                 topups: TopUps::new(pur_cfg.payment_delay),
+                security: SecurityLog::new(),
                 epoch,
             },
         };
@@ -159,6 +167,7 @@ impl State {
             Event::Idempotency(e) => self.idempotency.apply(e),
             Event::Analytics(e) => self.analytics.apply(e),
             Event::TopUp(e) => self.topups.apply(e),
+            Event::Security(e) => self.security.apply(e),
         }
     }
 
@@ -177,6 +186,7 @@ impl State {
             apikeys_credits: self.apikeys.image_credits(),
             analytics: self.analytics.image(),
             topups: self.topups.image(),
+            security: self.security.image(),
         }
     }
 }
@@ -288,6 +298,7 @@ mod tests {
                 )],
             },
             topups: TopUpsImage::default(),
+            security: SecurityImage::default(),
         })
         .unwrap();
         let none = ApiKeysImageCredits::default();
@@ -312,6 +323,98 @@ mod tests {
         current.topups = topups.image();
         let v5 = codec::encode(&current).unwrap();
         assert_eq!(StateImage::decode(&v5).unwrap().topups, topups.image());
-        assert!(StateImage::decode(&v5[..v5.len() - 1]).is_err());
+        // With a security entry in the last field: the same holds.
+        let security = SecurityLog::new();
+        security.log(
+            crate::ids::AccountId(1),
+            crate::security::Kind::Login,
+            crate::security::Happened::default(),
+            1_000,
+            &mut |_| {},
+        );
+        current.security = security.image();
+        let v6 = codec::encode(&current).unwrap();
+        assert_eq!(StateImage::decode(&v6).unwrap().security, security.image());
+        assert_eq!(
+            StateImage::decode(&v5).unwrap().security,
+            SecurityImage::default()
+        );
+        assert!(StateImage::decode(&v6[..v6.len() - 1]).is_err());
+    }
+
+    /// Security events go through the log like any other: replaying the
+    /// records twice, or over a snapshot taken partway, gives the same state.
+    #[test]
+    fn security_events_replay_twice_and_over_a_snapshot() {
+        use crate::security::{Happened, Kind, SecurityEvent};
+        use clap::Parser;
+        let config = Config::parse_from(["keypool"]);
+        let live = SecurityLog::new();
+        let mut events: Vec<SecurityEvent> = Vec::new();
+        let a = crate::ids::AccountId(7);
+        for i in 0..30u64 {
+            let kind = if i % 3 == 0 {
+                Kind::LoginFailed
+            } else {
+                Kind::KeyCreated
+            };
+            live.log(a, kind, Happened::default(), 1_000 + i * 40_000, &mut |e| {
+                events.push(e.clone())
+            });
+            let ip = std::net::IpAddr::from([10, 0, 0, (i % 5) as u8]);
+            live.note_use(uuid::Uuid::from_u128(1), ip, 1_000 + i * 40_000, &mut |e| {
+                events.push(e.clone())
+            });
+        }
+        // Some records alone, some batched as a change and its note would be.
+        let records: Vec<Vec<u8>> = events
+            .chunks(3)
+            .map(|c| {
+                let e = match c {
+                    [one] => Event::Security(one.clone()),
+                    many => Event::Batch(many.iter().cloned().map(Event::Security).collect()),
+                };
+                codec::encode(&e).unwrap()
+            })
+            .collect();
+        let numbered = |from: usize| -> Vec<(Lsn, Vec<u8>)> {
+            records[from..]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| ((from + i + 1) as Lsn, r.clone()))
+                .collect()
+        };
+        let recover = |snapshot, records| {
+            let recovered = Recovered {
+                snapshot,
+                records,
+                warnings: Vec::new(),
+            };
+            State::recover(&config, &recovered, 1)
+                .unwrap()
+                .security
+                .image()
+        };
+        let want = live.image();
+        assert!(!want.entries.is_empty() && !want.seen.is_empty());
+        assert_eq!(recover(None, numbered(0)), want);
+        let mut twice = numbered(0);
+        twice.extend(numbered(0));
+        assert_eq!(recover(None, twice), want);
+        // A snapshot covering the first half, which already holds some of
+        // the second half's effects (fuzzy), then the second half replayed.
+        let half = records.len() / 2;
+        let partial = State::recover(
+            &config,
+            &Recovered {
+                snapshot: None,
+                records: numbered(0)[..half + 2].to_vec(),
+                warnings: Vec::new(),
+            },
+            1,
+        )
+        .unwrap();
+        let image = codec::encode(&partial.image()).unwrap();
+        assert_eq!(recover(Some((half as Lsn, image)), numbered(half)), want);
     }
 }

@@ -10,8 +10,11 @@ use super::request::{credential, Credential};
 use super::response::ApiError;
 use super::{Ctx, Http};
 use crate::accounts::{is_session_token, SessionError};
-use crate::apikeys::{KeyAuthError, Scope, ScopeSet};
+use crate::apikeys::{display_prefix, KeyAuthError, Scope, ScopeSet};
+use crate::event::EventRef;
 use crate::ids::AccountId;
+use crate::security::Kind;
+use serde_json::json;
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +76,17 @@ impl Http {
             {
                 Ok(auth) => {
                     ctx.analytics_key.set(Some(auth.key_id));
+                    self.note_key_use(ctx, key, auth.owner, auth.key_id, now);
                     if let Some(s) = ctx.scope {
                         if !auth.scopes.has(s) {
                             return Err(lacks_scope(s));
                         }
                     }
                     if let Some(limit) = auth.rate_limit {
-                        self.limits
-                            .check_key(auth.key_id, limit)
-                            .map_err(ApiError::rate_limited)?;
+                        self.limits.check_key(auth.key_id, limit).map_err(|wait| {
+                            self.note_refused(ctx, key, Some((auth.owner, auth.key_id)), Kind::RateLimited, now);
+                            ApiError::rate_limited(wait)
+                        })?;
                     }
                     Ok(Caller {
                         account: auth.owner,
@@ -97,6 +102,7 @@ impl Http {
                 }
                 Err(KeyAuthError::NoCredits { retry_after_secs }) => {
                     self.note_refused_key(ctx, key);
+                    self.note_refused(ctx, key, None, Kind::CreditsExhausted, now);
                     Err(ApiError {
                     retry_after: retry_after_secs,
                     ..ApiError::new(
@@ -165,6 +171,55 @@ impl Http {
     fn note_refused_key(&self, ctx: &Ctx, key: &str) {
         ctx.analytics_key
             .set(self.app.state().apikeys.key_id_of(key));
+    }
+}
+
+impl Http {
+    /// Notes that API key `key_id` of `owner` was used from the peer's
+    /// address: the first use from an address it has not used in 30 days
+    /// logs `key_used_from_new_ip`. A known address costs one read of one
+    /// shard of the security log's address map: no log record, no global lock.
+    fn note_key_use(&self, ctx: &Ctx, key: &str, owner: AccountId, key_id: Uuid, now: u64) {
+        let ip = ctx.peer.ip();
+        if self.app.state().security.known(key_id, ip, now) {
+            return;
+        }
+        let at = self.app.note(|st, rec| {
+            let mut emit = |e: &_| rec.record(EventRef::Security(e));
+            if st.security.note_use(key_id, ip, now, &mut emit) {
+                let what = ctx.happened(Some((key_id, display_prefix(key))), json!({}));
+                st.security
+                    .log(owner, Kind::KeyUsedFromNewIp, what, now, &mut emit);
+            }
+        });
+        ctx.noted(at);
+    }
+
+    /// Logs a refused use of a recognised key (`rate_limited`,
+    /// `credits_exhausted`; coalesced to one entry a minute per key), for
+    /// the key's owner. `known` is (owner, key id) when the caller has them.
+    fn note_refused(
+        &self,
+        ctx: &Ctx,
+        key: &str,
+        known: Option<(AccountId, Uuid)>,
+        kind: Kind,
+        now: u64,
+    ) {
+        let st = self.app.state();
+        let Some((owner, key_id)) = known.or_else(|| {
+            let id = st.apikeys.key_id_of(key)?;
+            Some((st.apikeys.owner_of(id)?, id))
+        }) else {
+            return;
+        };
+        let at = self.app.note(|st, rec| {
+            let what = ctx.happened(Some((key_id, display_prefix(key))), json!({}));
+            st.security.log(owner, kind, what, now, &mut |e| {
+                rec.record(EventRef::Security(e))
+            });
+        });
+        ctx.noted(at);
     }
 }
 

@@ -143,6 +143,9 @@ pub struct Ctx {
     /// request: scope, address, rate limit, credits): the request counts in
     /// its analytics.
     pub analytics_key: std::cell::Cell<Option<uuid::Uuid>>,
+    /// Where a security note of the authentication path was logged
+    /// ([`App::note`]): the answer waits until it is durable.
+    pub noted: std::cell::Cell<Option<(u64, crate::persist::Lsn)>>,
 }
 
 impl Ctx {
@@ -172,6 +175,22 @@ impl Ctx {
     /// The value of a query parameter.
     pub fn query(&self, name: &str) -> Option<String> {
         request::query_param(self.query.as_deref(), name)
+    }
+
+    /// A security entry's address (the TCP peer), key and `detail`.
+    pub fn happened(
+        &self,
+        key: Option<(uuid::Uuid, String)>,
+        detail: serde_json::Value,
+    ) -> crate::security::Happened {
+        crate::security::happened(self.peer.ip(), key, detail)
+    }
+
+    /// Keeps the position of a security note for the answer to wait on.
+    pub fn noted(&self, at: Option<(u64, crate::persist::Lsn)>) {
+        if at.is_some() {
+            self.noted.set(at);
+        }
     }
 }
 
@@ -261,12 +280,17 @@ impl Http {
                     body_deadline: tokio::time::Instant::from_std(started) + self.body_timeout,
                     body_failed: false,
                     analytics_key: std::cell::Cell::new(None),
+                    noted: std::cell::Cell::new(None),
                 };
                 let resp = match routes::dispatch(self, &route, &mut ctx).await {
                     Ok(r) => r,
                     Err(e) if seed003 => e.seed003().into_response(),
                     Err(e) => e.into_response(),
                 };
+                if let Some((epoch, lsn)) = ctx.noted.get() {
+                    // A note lost to a failed write is not the request's failure.
+                    let _ = self.app.log.durable_in(epoch, lsn).await;
+                }
                 read_failed = ctx.body_failed;
                 analytics_key = ctx.analytics_key.get().map(|k| (k, ctx.method.clone()));
                 consumed = ctx.body.is_none() && !read_failed;

@@ -65,6 +65,8 @@ pub enum Route<'a> {
     KeyAnalytics(&'a str),
     /// `/api/user/credits`: credit top-ups.
     UserCredits,
+    /// `/api/user/events`: the account's security log.
+    UserEvents,
 }
 
 impl Route<'_> {
@@ -111,6 +113,7 @@ impl Route<'_> {
             Route::KeysVerify => "/api/keys/verify",
             Route::KeyAnalytics(_) => "/api/keys/{key_id}/analytics",
             Route::UserCredits => "/api/user/credits",
+            Route::UserEvents => "/api/user/events",
         }
     }
 
@@ -142,6 +145,7 @@ impl Route<'_> {
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
             Route::UserCredits => "GET, POST, OPTIONS",
+            Route::UserEvents => "GET, HEAD, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -189,6 +193,7 @@ impl Route<'_> {
             Route::KeysVerify => Some(Scope::KeysVerify),
             Route::KeyAnalytics(_) => Some(Scope::KeysRead),
             Route::UserCredits => Some(Scope::Purchase),
+            Route::UserEvents => Some(Scope::KeysRead),
             // Public, or a credential that is not an API key (a session, a
             // stream token), or optional (`/video/info` only shows whether
             // the caller bought the video).
@@ -258,6 +263,7 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::KeysVerify,
     Route::KeyAnalytics("{key_id}"),
     Route::UserCredits,
+    Route::UserEvents,
 ];
 
 /// A new variant of [`Route`] stops compiling here until it is added to
@@ -306,6 +312,7 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::KeysVerify
         | Route::KeyAnalytics(_) => {}
         Route::UserCredits => {}
+        Route::UserEvents => {}
     }
 }
 
@@ -381,6 +388,7 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         }
         [Some("api"), Some("user"), Some("pin"), None, ..] => Route::UserPin,
         [Some("api"), Some("user"), Some("credits"), None, ..] => Route::UserCredits,
+        [Some("api"), Some("user"), Some("events"), None, ..] => Route::UserEvents,
         [Some("api"), Some("keys"), Some("verify"), None, ..] => Route::KeysVerify,
         [Some("api"), Some("keys"), Some(id), Some("disable"), None] if nonempty(id) => {
             Route::KeyDisable(id)
@@ -606,6 +614,7 @@ mod tests {
             (Route::UserCredits, &g, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),
             (Route::KeyAnalytics("k"), &g, Some(KeysRead)),
+            (Route::UserEvents, &g, Some(KeysRead)),
             (Route::Healthz, &g, None),
             (Route::Login, &p, None),
             (Route::VideoInfo, &g, None),

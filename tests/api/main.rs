@@ -18,6 +18,7 @@
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `undone`: a change answered 503 did not happen (failed writes and flushes).
 //! - `analytics`: per-key per-route analytics: exact counts, templates, `days` bounds, kill -9 and snapshots.
+//! - `events`, `events_more`: the security event log: each route's entries, coalescing, a key's new address, pages, scopes, no secrets, kill -9 and snapshots.
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
 
 mod accounts;
@@ -27,6 +28,8 @@ mod credits;
 mod documents;
 mod durability;
 mod errors;
+mod events;
+mod events_more;
 mod faults;
 mod full_disk;
 mod hostile;

@@ -15,8 +15,10 @@ use super::super::{Ctx, Http};
 use crate::accounts::{
     dummy_hash, hash_password, validate_registration, verify_password, AccountError,
 };
+use crate::app::Note;
 use crate::clock::rfc3339;
 use crate::event::EventRef;
+use crate::security::Kind;
 
 /// The one mapping of account errors to answers.
 pub fn account_error(e: AccountError) -> ApiError {
@@ -108,15 +110,34 @@ pub async fn login(http: &Http, ctx: &mut Ctx) -> Reply {
         .map_or_else(|| dummy_hash().to_owned(), |(_, h)| h.clone());
     let pw = body.password;
     let ok = hashing(http, move || verify_password(&pw, &phc)).await?;
+    let now = app.now();
     let account = match (ok, found) {
         (true, Some((id, _))) => id,
+        (false, Some((id, _))) => {
+            // Coalesced: a guessing flood logs one entry a minute. A write
+            // that fails loses the note; the answer stays the same.
+            let what = ctx.happened(None, json!({}));
+            let _ = app
+                .write(|st, rec| {
+                    st.security.log(id, Kind::LoginFailed, what, now, &mut |e| {
+                        rec.record(EventRef::Security(e))
+                    })
+                })
+                .await;
+            return Err(ApiError::unauthorized("Invalid username or password."));
+        }
         _ => return Err(ApiError::unauthorized("Invalid username or password.")),
     };
-    let now = app.now();
+    let mut note = Some(Note {
+        account,
+        kind: Kind::Login,
+        what: ctx.happened(None, json!({})),
+    });
     let s = app
         .write(|st, rec| {
-            st.accounts
-                .create_session(account, now, &mut |e| rec.record(EventRef::Account(e)))
+            st.accounts.create_session(account, now, &mut |e| {
+                rec.record_noting(EventRef::Account(e), &mut note, &st.security, now)
+            })
         })
         .await?;
     Ok(json(
@@ -127,15 +148,22 @@ pub async fn login(http: &Http, ctx: &mut Ctx) -> Reply {
 
 /// `POST /logout`: ends the session whose token is presented.
 pub async fn logout(http: &Http, ctx: &mut Ctx) -> Reply {
-    http.authenticate(ctx, Need::Session)?;
+    let caller = http.authenticate(ctx, Need::Session)?;
     let token = match super::super::request::credential(&ctx.headers) {
         super::super::request::Credential::Session(t) => t.to_owned(),
         _ => return Err(ApiError::unauthorized("Missing session token.")),
     };
     let app = &http.app;
+    let now = app.now();
+    let mut note = Some(Note {
+        account: caller.account,
+        kind: Kind::Logout,
+        what: ctx.happened(None, json!({})),
+    });
     app.write(|st, rec| {
-        st.accounts
-            .end_session(&token, &mut |e| rec.record(EventRef::Account(e)))
+        st.accounts.end_session(&token, &mut |e| {
+            rec.record_noting(EventRef::Account(e), &mut note, &st.security, now)
+        })
     })
     .await?;
     message(StatusCode::OK, "Logged out.")

@@ -29,6 +29,7 @@ fn ctx(query: Option<String>) -> Ctx {
         body_deadline: tokio::time::Instant::now(),
         body_failed: false,
         analytics_key: std::cell::Cell::new(None),
+        noted: std::cell::Cell::new(None),
     }
 }
 

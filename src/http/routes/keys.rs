@@ -12,6 +12,7 @@ use super::super::auth::{not_yours, Caller, Need, Via};
 use super::super::idem::{self, Begun};
 use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
+use super::key_notes::KeyNotes;
 use super::param;
 use crate::apikeys::{
     valid_scope_name, ApiKeyError, CreateKey, CreditSpec, KeyAccess, KeyPreference, KeyRateLimit,
@@ -36,15 +37,16 @@ fn key_error(e: ApiKeyError) -> ApiError {
 
 async fn create(
     http: &Http,
+    ip: std::net::IpAddr,
     caller: Caller,
     req: CreateKey,
 ) -> Result<crate::apikeys::NewKey, ApiError> {
     let app = &http.app;
     let now = app.now();
     app.write(|st, rec| {
-        st.apikeys.create(caller.account, req, now, &mut |e| {
-            rec.record(EventRef::ApiKey(e))
-        })
+        let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
+        st.apikeys
+            .create(caller.account, req, now, &mut |e| notes.record(st, rec, e))
     })
     .await?
     .map_err(key_error)
@@ -76,6 +78,7 @@ pub async fn seed000_create(http: &Http, ctx: &mut Ctx) -> Reply {
     }
     let new = create(
         http,
+        ctx.peer.ip(),
         caller,
         CreateKey {
             name: Some(body.name),
@@ -103,10 +106,12 @@ pub async fn seed000_delete(http: &Http, ctx: &mut Ctx) -> Reply {
     let caller = http.authenticate(ctx, Need::Session)?;
     let body: ByName = ctx.json().await?;
     let app = &http.app;
+    let ip = ctx.peer.ip();
     app.write(|st, rec| {
+        let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
         st.apikeys
             .delete_by_name(caller.account, &body.name, &mut |e| {
-                rec.record(EventRef::ApiKey(e))
+                notes.record(st, rec, e)
             })
     })
     .await?
@@ -210,17 +215,19 @@ pub async fn generate(http: &Http, ctx: &mut Ctx) -> Reply {
         }))
         .expect("a JSON value encodes")
     };
+    let ip = ctx.peer.ip();
     let new = app
         .write(|st, rec| {
+            let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
             // With an Idempotency-Key, the new key and the kept answer (the
             // full key, sealed) are one record. Nobody can reach the new key
             // before it is answered, so logging it at the end keeps its order.
             if fresh.is_some() {
                 rec.begin_batch();
             }
-            let new = st.apikeys.create(caller.account, req, now, &mut |e| {
-                rec.record(EventRef::ApiKey(e))
-            });
+            let new = st
+                .apikeys
+                .create(caller.account, req, now, &mut |e| notes.record(st, rec, e));
             if let Some(f) = &fresh {
                 let kept = new
                     .as_ref()
@@ -281,10 +288,12 @@ pub async fn revoke(http: &Http, ctx: &mut Ctx) -> Reply {
     let body: Revoke = ctx.json().await?;
     let app = &http.app;
     let now = app.now();
+    let ip = ctx.peer.ip();
     app.write(|st, rec| {
+        let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
         st.apikeys
             .revoke(caller.account, body.key.trim(), now, &mut |e| {
-                rec.record(EventRef::ApiKey(e))
+                notes.record(st, rec, e)
             })
     })
     .await?
@@ -360,15 +369,17 @@ pub async fn seed003_create(http: &Http, ctx: &mut Ctx) -> Reply {
     .access(caller)?;
     let app = &http.app;
     let now = app.now();
+    let ip = ctx.peer.ip();
     let new = app
         .write(|st, rec| {
+            let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
             st.apikeys.replace_primary_with(
                 caller.account,
                 body.key_name,
                 access,
                 body.credits,
                 now,
-                &mut |e| rec.record(EventRef::ApiKey(e)),
+                &mut |e| notes.record(st, rec, e),
             )
         })
         .await?
@@ -390,10 +401,11 @@ pub async fn seed003_revoke(http: &Http, ctx: &mut Ctx, who: &str) -> Reply {
     own_account(http, caller, who)?;
     let app = &http.app;
     let now = app.now();
+    let ip = ctx.peer.ip();
     app.write(|st, rec| {
-        st.apikeys.revoke_primary(caller.account, now, &mut |e| {
-            rec.record(EventRef::ApiKey(e))
-        })
+        let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
+        st.apikeys
+            .revoke_primary(caller.account, now, &mut |e| notes.record(st, rec, e))
     })
     .await?
     .map_err(|e| match e {
@@ -427,10 +439,12 @@ pub async fn set_disabled(http: &Http, ctx: &mut Ctx, key_id: &str, disabled: bo
     let caller = http.authenticate(ctx, Need::Any)?;
     let key_id = path_key_id(key_id)?;
     let app = &http.app;
+    let ip = ctx.peer.ip();
     app.write(|st, rec| {
+        let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
         st.apikeys
             .set_disabled(caller.account, key_id, disabled, &mut |e| {
-                rec.record(EventRef::ApiKey(e))
+                notes.record(st, rec, e)
             })
     })
     .await?
@@ -490,11 +504,13 @@ pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
     let app = &http.app;
     let now = app.now();
     let grace = body.grace_secs.unwrap_or(86_400);
+    let ip = ctx.peer.ip();
     let (new, until) = app
         .write(|st, rec| {
+            let notes = KeyNotes::new(st, ip, caller.account, http.app.now());
             st.apikeys
                 .rotate(caller.account, key_id, grace, now, &mut |e| {
-                    rec.record(EventRef::ApiKey(e))
+                    notes.record(st, rec, e)
                 })
         })
         .await?

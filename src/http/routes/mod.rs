@@ -3,8 +3,10 @@
 //! mapping for a domain lives in its file and nowhere else.
 
 mod accounts;
+mod events;
 #[cfg(test)]
 mod fuzz_tests;
+mod key_notes;
 mod keys;
 mod ops;
 mod pool;
@@ -86,6 +88,7 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::VideoStream(id), _) => purchase::stream(http, ctx, id).await,
         (Route::UserCredits, M::POST) => topup::create(http, ctx).await,
         (Route::UserCredits, _) => topup::list(http, ctx),
+        (Route::UserEvents, _) => events::list(http, ctx),
     }
 }
 

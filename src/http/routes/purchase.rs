@@ -18,11 +18,13 @@ use super::super::response::{bytes_response, json, message, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::accounts::hashing;
 use super::param;
+use crate::app::Note;
 use crate::event::EventRef;
 use crate::purchase::{
     hash_pin, parse_range, validate_pin, verify_pin, PinCheckError, Purchase, PurchaseError,
-    PurchaseStatus, StartOutcome, Video, VideoSource,
+    PurchaseEvent, PurchaseStatus, StartOutcome, Video, VideoSource,
 };
+use crate::security::{happened, Kind};
 
 /// How long a stream URL stays valid: long enough to watch and seek through a
 /// video; the page fetches a fresh one from `/video/info` when it reloads.
@@ -143,9 +145,15 @@ pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
         .await?
         .map_err(|_| pin_error(PinCheckError::Invalid))?;
     let app = &http.app;
+    let now = app.now();
+    let mut note = Some(Note {
+        account: caller.account,
+        kind: Kind::PinSet,
+        what: ctx.happened(None, json!({})),
+    });
     app.write(|st, rec| {
         st.purchases.set_pin(caller.account, hash, &mut |e| {
-            rec.record(EventRef::Purchase(e))
+            rec.record_noting(EventRef::Purchase(e), &mut note, &st.security, now)
         })
     })
     .await?;
@@ -176,7 +184,8 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
             return Ok(json(StatusCode::OK, &purchase_json(http, &p)));
         }
     }
-    let now = confirm_pin(http, caller.account, body.pin).await?;
+    let ip = ctx.peer.ip();
+    let now = confirm_pin(http, caller.account, ip, body.pin).await?;
     let answer = |o: &StartOutcome| match o {
         StartOutcome::AlreadyPurchased(p) => (StatusCode::OK, purchase_json(http, p)),
         StartOutcome::Started(p) | StartOutcome::AlreadyWaiting(p) => {
@@ -190,15 +199,33 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
             if fresh.is_some() {
                 rec.begin_batch();
             }
-            let mut emit = |e: &_| rec.record(EventRef::Purchase(e));
             let outcome = st
                 .purchases
-                .clear_pin_failures(caller.account, now, &mut emit)
+                .clear_pin_failures(caller.account, now, &mut |e| {
+                    rec.record(EventRef::Purchase(e))
+                })
                 .map_err(pin_error)
                 .and_then(|()| {
                     let balance = st.accounts.balance(caller.account).unwrap_or(0);
+                    // The `purchase` entry goes with the purchase's start.
                     st.purchases
-                        .start(caller.account, &v, balance, now, &mut emit)
+                        .start(caller.account, &v, balance, now, &mut |e| {
+                            let PurchaseEvent::Started { purchase: p } = e else {
+                                return rec.record(EventRef::Purchase(e));
+                            };
+                            let detail = json!({
+                                "purchase_id": p.purchase_id,
+                                "video_id": p.video_id,
+                                "price": v.price,
+                                "currency": v.currency,
+                            });
+                            let mut note = Some(Note {
+                                account: caller.account,
+                                kind: Kind::Purchase,
+                                what: happened(ip, None, detail),
+                            });
+                            rec.record_noting(EventRef::Purchase(e), &mut note, &st.security, now)
+                        })
                         .map_err(purchase_error)
                 });
             if let Some(f) = &fresh {
@@ -331,9 +358,12 @@ impl Source {
 /// top-ups): a PIN is given and well-formed, the account is not locked out,
 /// and the PIN is right; a wrong one is counted toward the one lockout.
 /// Answers the time to make the change at.
+/// A wrong PIN logs `pin_failed` (coalesced) and, when it locks the
+/// account, `purchase_locked`, in the record of the new failure count.
 pub(super) async fn confirm_pin(
     http: &Http,
     account: crate::ids::AccountId,
+    ip: std::net::IpAddr,
     pin: Option<String>,
 ) -> Result<crate::clock::Millis, ApiError> {
     let app = &http.app;
@@ -353,8 +383,23 @@ pub(super) async fn confirm_pin(
     if !right {
         let outcome = app
             .write(|st, rec| {
-                st.purchases
-                    .record_wrong_pin(account, now, &mut |e| rec.record(EventRef::Purchase(e)))
+                let max = st.purchases.config().max_pin_failures.max(1) as usize;
+                st.purchases.record_wrong_pin(account, now, &mut |e| {
+                    rec.record_noted(EventRef::Purchase(e), |emit| {
+                        let failures = match e {
+                            PurchaseEvent::PinFailures { failures, .. } => failures.len(),
+                            _ => 0,
+                        };
+                        let detail = json!({"failures": failures});
+                        let what = happened(ip, None, detail.clone());
+                        st.security.log(account, Kind::PinFailed, what, now, emit);
+                        if failures >= max {
+                            let what = happened(ip, None, detail);
+                            st.security
+                                .log(account, Kind::PurchaseLocked, what, now, emit);
+                        }
+                    })
+                })
             })
             .await?;
         return Err(pin_error(

@@ -15,10 +15,12 @@ use super::super::idem::{self, Begun};
 use super::super::response::{json, ApiError, Reply};
 use super::super::{Ctx, Http};
 use super::purchase::pin_error;
+use crate::app::Note;
 use crate::clock::Millis;
 use crate::event::EventRef;
 use crate::ids::AccountId;
-use crate::purchase::{TopUp, TopUpError, TopUps, MAX_SHOWN};
+use crate::purchase::{TopUp, TopUpError, TopUpEvent, TopUps, MAX_SHOWN};
+use crate::security::{happened, Kind};
 
 #[derive(Deserialize)]
 struct TopUpBody {
@@ -66,7 +68,8 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
         Begun::Plain => None,
     };
     let amount = amount(body.amount.as_ref())?;
-    let now = super::purchase::confirm_pin(http, caller.account, body.pin).await?;
+    let ip = ctx.peer.ip();
+    let now = super::purchase::confirm_pin(http, caller.account, ip, body.pin).await?;
     let app = &http.app;
     let answer = |t: &TopUp| json!({"status": t.status.as_str(), "topup_id": t.topup_id});
     let topup = app
@@ -81,7 +84,7 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
                     rec.record(EventRef::Purchase(e))
                 })
                 .map_err(pin_error)
-                .and_then(|()| start_topup(st, rec, caller.account, amount, now));
+                .and_then(|()| start_topup(st, rec, caller.account, ip, amount, now));
             if let Some(f) = &fresh {
                 let kept = outcome.as_ref().ok().map(|t| {
                     let bytes = serde_json::to_vec(&answer(t)).expect("a JSON value encodes");
@@ -96,17 +99,28 @@ pub async fn create(http: &Http, ctx: &mut Ctx) -> Reply {
     Ok(json(StatusCode::ACCEPTED, &answer(&topup)))
 }
 
-/// Creates the waiting top-up and logs it: the one place a top-up begins.
+/// Creates the waiting top-up and logs it with its `topup` security entry:
+/// the one place a top-up begins.
 fn start_topup(
     st: &crate::app::State,
     rec: &mut crate::app::Recorder<'_>,
     account: AccountId,
+    ip: std::net::IpAddr,
     amount: u64,
     now: Millis,
 ) -> Result<TopUp, ApiError> {
     st.topups
         .start(account, amount, now, &mut |e| {
-            rec.record(EventRef::TopUp(e))
+            let TopUpEvent::Started { topup } = e else {
+                return rec.record(EventRef::TopUp(e));
+            };
+            let detail = json!({"topup_id": topup.topup_id, "amount": topup.amount});
+            let mut note = Some(Note {
+                account,
+                kind: Kind::Topup,
+                what: happened(ip, None, detail),
+            });
+            rec.record_noting(EventRef::TopUp(e), &mut note, &st.security, now)
         })
         .map_err(topup_error)
 }
