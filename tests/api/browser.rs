@@ -797,11 +797,9 @@ fn browser_key_analytics_view() {
             .await;
         assert_eq!(bars, 30, "a bar per day");
         let today = p
-            .js(&format!(
-                "const d = new Date().toISOString().slice(0, 10);
-                 const r = document.querySelector(`#an-requests-svg rect[data-day='${{d}}']`);
-                 return r ? Number(r.getAttribute('data-value')) : -1;"
-            ))
+            .js("const d = new Date().toISOString().slice(0, 10);
+                 const r = document.querySelector(`#an-requests-svg rect[data-day='${d}']`);
+                 return r ? Number(r.getAttribute('data-value')) : -1;")
             .await;
         assert_eq!(
             today.as_u64(),
