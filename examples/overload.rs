@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build --release && cargo run --release --example overload -- \
-//!     [--secs 8] [--max-connections 64] [--clients 128] [--work keys|login] [--binary PATH]
+//!     [--secs 8] [--max-connections 64] [--max-in-flight N] [--clients 128] [--work keys|login] [--binary PATH]
 //! ```
 //!
 //! `--clients` clients (at most one connection each, kept alive) take the
@@ -304,6 +304,8 @@ impl Drop for Server {
 fn main() -> Result<(), BoxError> {
     let secs: f64 = arg("--secs", "8").parse()?;
     let max_conns = arg("--max-connections", "64");
+    // Passed on only when given (older binaries have no such flag).
+    let max_in_flight = arg("--max-in-flight", "");
     let clients: usize = arg("--clients", "128").parse()?;
     let work = match arg("--work", "keys").as_str() {
         "keys" => Work::Keys,
@@ -332,6 +334,11 @@ fn main() -> Result<(), BoxError> {
     let mut child = Command::new(&bin)
         .args(["--bind", "127.0.0.1:0", "--open-pool", "--fsync", "never"])
         .args(["--max-connections", &max_conns])
+        .args(if max_in_flight.is_empty() {
+            vec![]
+        } else {
+            vec!["--max-in-flight", &max_in_flight]
+        })
         .args(["--ip-rate-limit", "1000000000/1s"])
         .arg("--data-dir")
         .arg(dir.path())

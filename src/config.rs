@@ -189,6 +189,11 @@ pub struct Config {
     #[arg(long, env = "KEYPOOL_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,
 
+    /// Requests handled at once (long-poll waits not counted); past it a
+    /// request is answered 503 with `Retry-After: 1` at once, without its work.
+    #[arg(long, env = "KEYPOOL_MAX_IN_FLIGHT", default_value_t = 1024)]
+    pub max_in_flight: usize,
+
     /// How log lines are written to stderr: text, or JSON lines.
     #[arg(long, env = "KEYPOOL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -236,6 +241,7 @@ mod tests {
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections_per_ip, 512);
         assert_eq!(c.max_waiters, 10_000);
+        assert_eq!(c.max_in_flight, 1024);
 
         assert_eq!(c.log_format, LogFormat::Text);
         let c = Config::parse_from(["keypool", "--log-format", "json"]);

@@ -43,6 +43,10 @@ pub enum Event {
     /// A kept answer for `Idempotency-Key` retries (second round; after the
     /// first round's variants so that older logs still decode).
     Idempotency(idempotency::IdemEvent),
+    /// API keys' per-day, per-route analytics (third round, issue 10 item 5).
+    Analytics(apikeys::AnalyticsEvent),
+    /// A change to credit top-ups (a settling one is batched with the new balance).
+    TopUp(purchase::TopUpEvent),
 }
 
 /// A borrowed [`Event`], so that the hot path can log an event without cloning
@@ -56,6 +60,8 @@ pub enum EventRef<'a> {
     Purchase(&'a purchase::PurchaseEvent),
     Batch(&'a [Event]),
     Idempotency(&'a idempotency::IdemEvent),
+    Analytics(&'a apikeys::AnalyticsEvent),
+    TopUp(&'a purchase::TopUpEvent),
 }
 
 impl<'a> From<&'a Event> for EventRef<'a> {
@@ -67,6 +73,8 @@ impl<'a> From<&'a Event> for EventRef<'a> {
             Event::Purchase(e) => EventRef::Purchase(e),
             Event::Batch(e) => EventRef::Batch(e),
             Event::Idempotency(e) => EventRef::Idempotency(e),
+            Event::Analytics(e) => EventRef::Analytics(e),
+            Event::TopUp(e) => EventRef::TopUp(e),
         }
     }
 }
@@ -81,6 +89,8 @@ impl EventRef<'_> {
             EventRef::Purchase(e) => Event::Purchase(e.clone()),
             EventRef::Batch(e) => Event::Batch(e.to_vec()),
             EventRef::Idempotency(e) => Event::Idempotency(e.clone()),
+            EventRef::Analytics(e) => Event::Analytics(e.clone()),
+            EventRef::TopUp(e) => Event::TopUp(e.clone()),
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod idempotency;
 pub mod ids;

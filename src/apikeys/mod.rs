@@ -16,6 +16,7 @@
 //! map shard is held (see `store.rs`).
 
 mod access;
+mod analytics;
 mod credits;
 mod format;
 mod request;
@@ -33,6 +34,7 @@ pub use access::{
     valid_scope_name, Cidr, KeyAccess, Role, Scope, ScopeSet, MAX_ALLOWED_IPS, MAX_META_BYTES,
     MAX_SCOPES,
 };
+pub use analytics::{AnalyticsEvent, AnalyticsImage, DayStats, KeyAnalytics, ANALYTICS_DAYS};
 pub use credits::{CreditSpec, KeyCredits, Refill, RefillInterval, MAX_CREDITS};
 pub use format::{
     check_format, display_prefix, generate_key, key_hash, FormatError, DISPLAY_PREFIX_LEN, KEY_LEN,

@@ -406,6 +406,20 @@ impl ApiKeys {
         self.by_hash.len()
     }
 
+    /// The owner of the key `key_id`, if it exists (revoked or not).
+    pub fn owner_of(&self, key_id: Uuid) -> Option<AccountId> {
+        let h = *self.by_id.get(&key_id)?;
+        self.by_hash.get(&h).map(|s| s.rec.owner)
+    }
+
+    /// The id of the key `presented`, if it is one (no other check: for
+    /// counting the analytics of a use [`Self::verify`] refused).
+    pub fn key_id_of(&self, presented: &str) -> Option<Uuid> {
+        check_format(presented).ok()?;
+        let h = key_hash(presented);
+        self.by_hash.get(&h).map(|s| s.rec.key_id)
+    }
+
     /// The newest primary key of this owner that is not revoked (expired or
     /// not).
     fn current_primary(&self, o: &OwnerKeys) -> Option<(Uuid, [u8; 32])> {

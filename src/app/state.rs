@@ -15,14 +15,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Accounts, AccountsImage};
-use crate::apikeys::{ApiKeys, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt};
+use crate::apikeys::{
+    AnalyticsImage, ApiKeys, ApiKeysImage, ApiKeysImageCredits, ApiKeysImageExt, KeyAnalytics,
+};
 use crate::codec;
 use crate::config::Config;
 use crate::event::Event;
 use crate::idempotency::{IdemImage, Idempotency};
 use crate::persist::{Lsn, Recovered};
 use crate::pool::{PoolImage, PoolImageExt, Pools};
-use crate::purchase::{Purchases, PurchasesImage};
+use crate::purchase::{Purchases, PurchasesImage, TopUps, TopUpsImage};
 
 use super::recovery::OpenError;
 use super::App;
@@ -43,6 +45,10 @@ pub struct StateImage {
     pub apikeys_ext: ApiKeysImageExt,
     /// Third round, credits: every metered key's balance.
     pub apikeys_credits: ApiKeysImageCredits,
+    /// Third round, analytics: every key's per-day, per-route figures.
+    pub analytics: AnalyticsImage,
+    /// Third round: credit top-ups.
+    pub topups: TopUpsImage,
 }
 
 impl StateImage {
@@ -59,6 +65,8 @@ impl StateImage {
             idempotency: r.later_field()?,
             apikeys_ext: r.later_field()?,
             apikeys_credits: r.later_field()?,
+            analytics: r.later_field()?,
+            topups: r.later_field()?,
         };
         r.finish()?;
         Ok(image)
@@ -77,6 +85,10 @@ pub struct State {
     pub purchases: Purchases,
     /// Answers kept for `Idempotency-Key` retries.
     pub idempotency: Idempotency,
+    /// API keys' per-day, per-route analytics.
+    pub analytics: KeyAnalytics,
+    /// Credit top-ups.
+    pub topups: TopUps,
     /// The log epoch this state was built for; records it emits carry it.
     pub(crate) epoch: u64,
 }
@@ -105,6 +117,8 @@ impl State {
                     },
                     purchases: Purchases::restore(pur_cfg, image.purchases),
                     idempotency: Idempotency::restore(image.idempotency),
+                    analytics: KeyAnalytics::restore(image.analytics),
+                    topups: TopUps::restore(pur_cfg.payment_delay, image.topups),
                     epoch,
                 }
             }
@@ -114,6 +128,8 @@ impl State {
                 apikeys: ApiKeys::new(key_cfg),
                 purchases: Purchases::new(pur_cfg),
                 idempotency: Idempotency::default(),
+                analytics: KeyAnalytics::default(),
+                topups: TopUps::new(pur_cfg.payment_delay),
                 epoch,
             },
         };
@@ -141,6 +157,8 @@ impl State {
             Event::Purchase(e) => self.purchases.apply(e),
             Event::Batch(events) => events.iter().for_each(|e| self.apply(e)),
             Event::Idempotency(e) => self.idempotency.apply(e),
+            Event::Analytics(e) => self.analytics.apply(e),
+            Event::TopUp(e) => self.topups.apply(e),
         }
     }
 
@@ -157,6 +175,8 @@ impl State {
             idempotency: self.idempotency.image(),
             apikeys_ext,
             apikeys_credits: self.apikeys.image_credits(),
+            analytics: self.analytics.image(),
+            topups: self.topups.image(),
         }
     }
 }
@@ -260,6 +280,14 @@ mod tests {
             idempotency: IdemImage::default(),
             apikeys_ext: ext.clone(),
             apikeys_credits: credits.clone(),
+            // Not empty, so that the truncation below cuts into a field.
+            analytics: AnalyticsImage {
+                keys: vec![(
+                    apikeys.keys[0].key_id,
+                    vec![crate::apikeys::DayStats::empty(1)],
+                )],
+            },
+            topups: TopUpsImage::default(),
         })
         .unwrap();
         let none = ApiKeysImageCredits::default();
@@ -274,6 +302,16 @@ mod tests {
             assert_eq!(image.apikeys_ext, want_ext, "{name}");
             assert_eq!(&image.apikeys_credits, want_credits, "{name}");
         }
-        assert!(StateImage::decode(&v4[..v4.len() - 1]).is_err());
+        // The current layout, with a top-up in its last field: cutting a
+        // byte off must be an error, not a silently missing field.
+        let topups = crate::purchase::TopUps::new(0);
+        topups
+            .start(crate::ids::AccountId(1), 500, 1, &mut |_| {})
+            .unwrap();
+        let mut current = StateImage::decode(&v4).unwrap();
+        current.topups = topups.image();
+        let v5 = codec::encode(&current).unwrap();
+        assert_eq!(StateImage::decode(&v5).unwrap().topups, topups.image());
+        assert!(StateImage::decode(&v5[..v5.len() - 1]).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! The background tasks: the reaper (key expiry and lease release on time), the
-//! settler (purchases leave `waiting` after `--payment-delay`), the usage flusher
-//! (API-key usage and session uses, batched into one log record every half
-//! second) and the snapshotter. All stop when [`Tasks::stop`] is called.
+//! settler (purchases and credit top-ups leave `waiting` after `--payment-delay`), the usage flusher
+//! (API-key usage, per-route analytics and session uses, batched into log
+//! records every half second) and the snapshotter. All stop when [`Tasks::stop`] is called.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,8 @@ use crate::event::{Event, EventRef};
 const REAPER_MAX_SLEEP: Duration = Duration::from_millis(250);
 /// How often usage counts are written to the log.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Every how many flushes the analytics of deleted keys are forgotten (~1 min).
+const ANALYTICS_SWEEP_EVERY: u32 = 120;
 
 /// Handles of the running background tasks.
 pub struct Tasks {
@@ -44,7 +46,7 @@ impl Tasks {
         for h in self.handles {
             let _ = h.await;
         }
-        flush_once(app).await;
+        flush_once(app, true).await;
     }
 }
 
@@ -116,7 +118,17 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 Err(e) => tracing::warn!(error = %e, "cannot settle a purchase now; will retry"),
             }
         }
-        let next = app.state().purchases.next_settlement().unwrap_or(u64::MAX);
+        for due in app.state().topups.due(now) {
+            settle_topup(&app, &due, now).await;
+        }
+        let next = [
+            app.state().purchases.next_settlement(),
+            app.state().topups.next_settlement(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(u64::MAX);
         let wait =
             Duration::from_millis(next.saturating_sub(app.now())).min(Duration::from_secs(1));
         tokio::select! {
@@ -127,17 +139,50 @@ async fn settler(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Writes usage counts and session uses once per [`FLUSH_EVERY`].
-async fn flusher(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    loop {
-        if sleep_or_stop(FLUSH_EVERY, &mut stop).await {
-            return;
-        }
-        flush_once(&app).await;
+/// Completes a waiting top-up: `Settled` and the account's new absolute
+/// balance in one record. The balance change is applied after the top-up
+/// book's lock is released (no two domain locks at once); only this task
+/// changes balances at settlement, so nothing moves it in between.
+async fn settle_topup(app: &Arc<App>, due: &crate::purchase::TopUp, now: crate::clock::Millis) {
+    let result = app
+        .write(|st, rec| {
+            let balance = st.accounts.balance(due.account);
+            let mut raised = None;
+            st.topups.settle(&due.topup_id, now, &mut |ev| {
+                let mut events = vec![Event::TopUp(ev.clone())];
+                if let Some(b) = balance {
+                    let ev = crate::accounts::Accounts::set_balance_event(
+                        due.account,
+                        b.saturating_add(due.amount),
+                    );
+                    events.push(Event::Account(ev.clone()));
+                    raised = Some(ev);
+                }
+                rec.record(EventRef::Batch(&events));
+            });
+            if let Some(ev) = raised {
+                st.accounts.apply(&ev);
+            }
+        })
+        .await;
+    match result {
+        Ok(()) => tracing::info!(topup = %due.topup_id, amount = due.amount, "top-up completed"),
+        Err(e) => tracing::warn!(error = %e, "cannot complete a top-up now; will retry"),
     }
 }
 
-async fn flush_once(app: &Arc<App>) {
+/// Writes usage counts and session uses once per [`FLUSH_EVERY`].
+async fn flusher(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    for n in 1u32.. {
+        if sleep_or_stop(FLUSH_EVERY, &mut stop).await {
+            return;
+        }
+        flush_once(&app, n % ANALYTICS_SWEEP_EVERY == 0).await;
+    }
+}
+
+/// One flush; `sweep` also forgets the analytics of deleted keys.
+async fn flush_once(app: &Arc<App>, sweep: bool) {
     let now = app.now();
     let result = app
         .write(|st, rec| {
@@ -148,6 +193,11 @@ async fn flush_once(app: &Arc<App>) {
             st.accounts
                 .purge_sessions(now, &mut |e| rec.record(EventRef::Account(e)));
             st.idempotency.purge(now);
+            let exists = |id| st.apikeys.owner_of(id).is_some();
+            st.analytics.flush(
+                sweep.then_some(&exists as &dyn Fn(uuid::Uuid) -> bool),
+                &mut |e| rec.record(EventRef::Analytics(e)),
+            );
         })
         .await;
     if let Err(e) = result {

@@ -34,6 +34,9 @@ const HEAD_WAIT: Duration = Duration::from_millis(500);
 /// Bytes a refusal reads and discards before it closes anyway.
 const REFUSAL_DRAIN: usize = 256 << 10;
 
+/// The message of every refusal, at the accept and past `--max-in-flight`.
+pub const BUSY_MESSAGE: &str = "Server busy. Try again shortly.";
+
 /// The body of every refusal.
 pub const BUSY: &str = r#"{"error": "Server busy. Try again shortly."}"#;
 

@@ -72,6 +72,7 @@ impl Http {
             Credential::ApiKey(key) => match self.app.state().apikeys.verify(key, ctx.peer.ip(), now)
             {
                 Ok(auth) => {
+                    ctx.analytics_key.set(Some(auth.key_id));
                     if let Some(s) = ctx.scope {
                         if !auth.scopes.has(s) {
                             return Err(lacks_scope(s));
@@ -88,16 +89,22 @@ impl Http {
                         scopes: auth.scopes,
                     })
                 }
-                Err(KeyAuthError::AddressRefused) => Err(ApiError::forbidden(
-                    "This API key may not be used from this address.",
-                )),
-                Err(KeyAuthError::NoCredits { retry_after_secs }) => Err(ApiError {
+                Err(KeyAuthError::AddressRefused) => {
+                    self.note_refused_key(ctx, key);
+                    Err(ApiError::forbidden(
+                        "This API key may not be used from this address.",
+                    ))
+                }
+                Err(KeyAuthError::NoCredits { retry_after_secs }) => {
+                    self.note_refused_key(ctx, key);
+                    Err(ApiError {
                     retry_after: retry_after_secs,
                     ..ApiError::new(
                         StatusCode::TOO_MANY_REQUESTS,
                         "This API key has no credits left.",
                     )
-                }),
+                })
+                }
                 Err(e) => Err(refused(ApiError::unauthorized(match e {
                     KeyAuthError::Malformed(_) => {
                         "The API key is malformed or mistyped (its checksum does not match); check it and try again."
@@ -148,6 +155,16 @@ impl Http {
         self.limits
             .check_ip(ctx.peer.ip())
             .map_err(ApiError::rate_limited)
+    }
+}
+
+impl Http {
+    /// Marks a request whose key `verify` refused after recognising it (its
+    /// address, its credits) for the key's analytics: one more hash, on a
+    /// refused request only.
+    fn note_refused_key(&self, ctx: &Ctx, key: &str) {
+        ctx.analytics_key
+            .set(self.app.state().apikeys.key_id_of(key));
     }
 }
 

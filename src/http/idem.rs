@@ -44,6 +44,13 @@ fn aad(account: AccountId, key: &str) -> Vec<u8> {
     v
 }
 
+/// The `Idempotency-Key` header's value, if it is 1–255 visible ASCII characters.
+pub fn idempotency_key(raw: &hyper::header::HeaderValue) -> Option<&str> {
+    raw.to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+}
+
 /// Checks the request's `Idempotency-Key` (1–255 visible ASCII characters)
 /// and decides whether it is new, a retry, or a misuse (409).
 pub async fn begin<'a>(
@@ -54,10 +61,7 @@ pub async fn begin<'a>(
     let Some(raw) = ctx.headers.get("idempotency-key") else {
         return Ok(Begun::Plain);
     };
-    let key = raw
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+    let key = idempotency_key(raw)
         .ok_or_else(|| {
             ApiError::bad_request(
                 "Invalid header `Idempotency-Key`: use 1-255 visible ASCII characters.",

@@ -17,9 +17,16 @@ pub mod request_id;
 pub mod response;
 pub mod router;
 mod routes;
+
+/// Parses `body` as each main route's JSON body (for the fuzz targets).
+#[doc(hidden)]
+pub fn fuzz_bodies(headers: &HeaderMap, body: &[u8]) {
+    routes::fuzz_bodies(headers, body);
+}
 pub mod server;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +65,52 @@ pub struct Http {
     pub body_timeout: Duration,
     /// How long a keep-alive connection may sit with no request.
     pub idle_timeout: Duration,
+    /// Requests being handled now (long-poll waits not counted; see [`Admitted`]).
+    pub in_flight: AtomicUsize,
+    /// The cap on `in_flight` (`--max-in-flight`).
+    pub max_in_flight: usize,
+}
+
+/// One request's place among the `--max-in-flight` being handled, given
+/// back on drop (also when the connection goes and the handler is dropped).
+/// The hot path is one `fetch_add` and one `fetch_sub`: no lock.
+pub struct Admitted<'a>(&'a AtomicUsize);
+
+impl<'a> Admitted<'a> {
+    /// A place, or `None` when `max` requests are in flight already.
+    pub fn enter(count: &'a AtomicUsize, max: usize) -> Option<Admitted<'a>> {
+        if count.fetch_add(1, Ordering::Relaxed) >= max {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Admitted(count))
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A long poll's wait, during which its request gives its place back (so that
+/// waiters cannot starve the server; `--max-waiters` bounds them instead). It
+/// takes the place again on drop, without checking the cap: the request's
+/// remaining work is short, and its [`Admitted`] gives the place back at the end.
+pub struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Leaves the count of `http`'s requests in flight until dropped.
+    pub fn begin(http: &'a Http) -> Waiting<'a> {
+        http.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Waiting(&http.in_flight)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// One request as the handlers see it.
@@ -86,6 +139,10 @@ pub struct Ctx {
     /// Reading the body failed (too large, too slow, broken): the connection
     /// must close, since the rest of the body is still on its way.
     body_failed: bool,
+    /// The API key `authenticate` found (also when it then refused the
+    /// request: scope, address, rate limit, credits): the request counts in
+    /// its analytics.
+    pub analytics_key: std::cell::Cell<Option<uuid::Uuid>>,
 }
 
 impl Ctx {
@@ -135,6 +192,8 @@ impl Http {
             header_timeout: c.header_timeout,
             body_timeout: c.body_timeout,
             idle_timeout: c.idle_timeout,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: c.max_in_flight.max(1),
             app,
         }
     }
@@ -155,7 +214,16 @@ impl Http {
         let path = parts.uri.path().to_owned();
         let route = router::resolve(&path);
         let label = route.as_ref().map_or("unknown", Route::label);
+        let mut analytics_key = None;
+        // Past `--max-in-flight` a request is answered at once, without its
+        // work; its connection stays open (unless a body is left unread).
+        let admitted = Admitted::enter(&self.in_flight, self.max_in_flight);
         let mut resp = match route {
+            _ if admitted.is_none() => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, admit::BUSY_MESSAGE)
+            }
+            .into_response(),
             None => ApiError::not_found(format!("No route for {} {path}.", parts.method))
                 .into_response(),
             Some(route) if !route.allows(&parts.method) => ApiError {
@@ -192,6 +260,7 @@ impl Http {
                     max_body: self.max_body,
                     body_deadline: tokio::time::Instant::from_std(started) + self.body_timeout,
                     body_failed: false,
+                    analytics_key: std::cell::Cell::new(None),
                 };
                 let resp = match routes::dispatch(self, &route, &mut ctx).await {
                     Ok(r) => r,
@@ -199,6 +268,7 @@ impl Http {
                     Err(e) => e.into_response(),
                 };
                 read_failed = ctx.body_failed;
+                analytics_key = ctx.analytics_key.get().map(|k| (k, ctx.method.clone()));
                 consumed = ctx.body.is_none() && !read_failed;
                 resp
             }
@@ -221,13 +291,24 @@ impl Http {
         // debug, so that a default (info) run logs no line per request.
         let id = request_id.to_str().unwrap_or("");
         let duration_ms = took.as_micros() as f64 / 1000.0;
-        if resp.status().is_server_error() {
+        // A request shed past `--max-in-flight` is not a server error worth a
+        // line each: under overload that would be thousands a second.
+        if resp.status().is_server_error() && admitted.is_some() {
             tracing::warn!(request_id = id, %method, route = label, status, duration_ms, %peer, "server error answered");
         } else {
             tracing::debug!(request_id = id, %method, route = label, status, duration_ms, %peer, "answered");
         }
         resp.headers_mut().insert(X_REQUEST_ID, request_id);
         self.metrics.record(label, status, took);
+        if let Some((key_id, method)) = analytics_key {
+            let micros = took.as_micros().min(u64::MAX as u128) as u64;
+            let now = self.app.now();
+            self.app
+                .state()
+                .analytics
+                .record(key_id, method.as_str(), label, status, micros, now);
+        }
+        drop(admitted);
         (resp, has_body && !consumed)
     }
 

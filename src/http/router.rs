@@ -61,6 +61,10 @@ pub enum Route<'a> {
     KeyRotate(&'a str),
     /// `/api/keys/verify`.
     KeysVerify,
+    /// `/api/keys/{key_id}/analytics`.
+    KeyAnalytics(&'a str),
+    /// `/api/user/credits`: credit top-ups.
+    UserCredits,
 }
 
 impl Route<'_> {
@@ -105,6 +109,8 @@ impl Route<'_> {
             Route::KeyCredits(_) => "/api/keys/{key_id}/credits",
             Route::KeyRotate(_) => "/api/keys/{key_id}/rotate",
             Route::KeysVerify => "/api/keys/verify",
+            Route::KeyAnalytics(_) => "/api/keys/{key_id}/analytics",
+            Route::UserCredits => "/api/user/credits",
         }
     }
 
@@ -135,6 +141,7 @@ impl Route<'_> {
             | Route::KeysVerify => "POST, OPTIONS",
             Route::ApiKeyDelete => "DELETE, OPTIONS",
             Route::UserKeyOf(_) => "GET, DELETE, OPTIONS",
+            Route::UserCredits => "GET, POST, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
@@ -180,6 +187,8 @@ impl Route<'_> {
             | Route::KeyRotate(_) => Some(Scope::KeysWrite),
             Route::UserPin | Route::VideoPurchase => Some(Scope::Purchase),
             Route::KeysVerify => Some(Scope::KeysVerify),
+            Route::KeyAnalytics(_) => Some(Scope::KeysRead),
+            Route::UserCredits => Some(Scope::Purchase),
             // Public, or a credential that is not an API key (a session, a
             // stream token), or optional (`/video/info` only shows whether
             // the caller bought the video).
@@ -247,6 +256,8 @@ const EVERY_ROUTE: &[Route<'static>] = &[
     Route::KeyCredits("{key_id}"),
     Route::KeyRotate("{key_id}"),
     Route::KeysVerify,
+    Route::KeyAnalytics("{key_id}"),
+    Route::UserCredits,
 ];
 
 /// A new variant of [`Route`] stops compiling here until it is added to
@@ -292,7 +303,9 @@ fn every_variant_is_in_every_route(r: &Route<'_>) {
         | Route::KeyEnable(_)
         | Route::KeyCredits(_)
         | Route::KeyRotate(_)
-        | Route::KeysVerify => {}
+        | Route::KeysVerify
+        | Route::KeyAnalytics(_) => {}
+        Route::UserCredits => {}
     }
 }
 
@@ -367,6 +380,7 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
             Route::UserUsageOf(e)
         }
         [Some("api"), Some("user"), Some("pin"), None, ..] => Route::UserPin,
+        [Some("api"), Some("user"), Some("credits"), None, ..] => Route::UserCredits,
         [Some("api"), Some("keys"), Some("verify"), None, ..] => Route::KeysVerify,
         [Some("api"), Some("keys"), Some(id), Some("disable"), None] if nonempty(id) => {
             Route::KeyDisable(id)
@@ -379,6 +393,9 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         }
         [Some("api"), Some("keys"), Some(id), Some("rotate"), None] if nonempty(id) => {
             Route::KeyRotate(id)
+        }
+        [Some("api"), Some("keys"), Some(id), Some("analytics"), None] if nonempty(id) => {
+            Route::KeyAnalytics(id)
         }
         [Some("video"), Some("info"), None, ..] => Route::VideoInfo,
         [Some("video"), Some("purchase"), None, ..] => Route::VideoPurchase,
@@ -585,7 +602,10 @@ mod tests {
             (Route::KeyRotate("k"), &p, Some(KeysWrite)),
             (Route::UserPin, &u, Some(Purchase)),
             (Route::VideoPurchase, &p, Some(Purchase)),
+            (Route::UserCredits, &p, Some(Purchase)),
+            (Route::UserCredits, &g, Some(Purchase)),
             (Route::KeysVerify, &p, Some(KeysVerify)),
+            (Route::KeyAnalytics("k"), &g, Some(KeysRead)),
             (Route::Healthz, &g, None),
             (Route::Login, &p, None),
             (Route::VideoInfo, &g, None),

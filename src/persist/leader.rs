@@ -138,7 +138,9 @@ impl Shared {
             spare.truncate(4usize.saturating_sub(app.spare.len()));
             app.spare.append(&mut spare);
         }
-        if wrote && self.opts.fsync == FsyncMode::Always {
+        // `everysec` needs the wake-up too: a flusher that went idle with
+        // nothing unsynced would otherwise sleep past its second.
+        if wrote && self.opts.fsync != FsyncMode::Never {
             self.records_written();
         }
     }

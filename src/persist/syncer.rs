@@ -61,7 +61,12 @@ impl Shared {
                         ctl.want = usize::MAX;
                     }
                     FsyncMode::Everysec if unsynced => {
-                        let due = self.file.lock().last_sync + EVERYSEC;
+                        // Never the file lock under `sync`: a leader holds
+                        // the file lock when it takes `sync` to wake us.
+                        let last = parking_lot::MutexGuard::unlocked(&mut ctl, || {
+                            self.file.lock().last_sync
+                        });
+                        let due = last + EVERYSEC;
                         if Instant::now() >= due {
                             break false;
                         }
@@ -147,8 +152,8 @@ impl Shared {
         n
     }
 
-    /// A leader wrote records (`--fsync always`): wake the flusher if it sleeps
-    /// with nothing to do.
+    /// A leader wrote records (`always` or `everysec`): wake the flusher if it
+    /// sleeps with nothing to do.
     pub(super) fn records_written(&self) {
         let ctl = self.sync.lock();
         if ctl.idle {

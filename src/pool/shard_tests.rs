@@ -3,6 +3,7 @@
 //! the pool-level tests call after every scenario.
 
 use super::*;
+use crate::pool::deadlines::Entry;
 
 const A: AccountId = AccountId(1);
 

@@ -13,11 +13,13 @@
 //! - `store.rs`: [`Purchases`], the state machine `waiting → purchased | failed`, PIN lockout
 //! - `pin.rs`: [`hash_pin`], [`verify_pin`] (argon2id)
 //! - `stream.rs`: [`StreamSigner`] tokens and [`parse_range`]
+//! - `topup.rs`: [`TopUps`], credit top-ups `waiting → completed` (PIN as for purchases)
 
 mod catalog;
 mod pin;
 mod store;
 mod stream;
+mod topup;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +35,10 @@ pub use store::{
     StartOutcome,
 };
 pub use stream::{parse_range, RangeError, StreamError, StreamSigner};
+pub use topup::{
+    TopUp, TopUpError, TopUpEvent, TopUpStatus, TopUps, TopUpsImage, MAX_KEPT, MAX_SHOWN,
+    MAX_TOPUP, MAX_WAITING, MIN_TOPUP,
+};
 
 /// A change to purchases or PINs. Each one *sets* state (see the idempotence
 /// rule in `event.rs`), so replaying it over a state that already has it is

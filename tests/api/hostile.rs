@@ -475,3 +475,76 @@ fn an_answer_that_leaves_the_body_unread_says_connection_close() {
     assert_eq!(r.status, 201);
     assert_ne!(r.header("connection"), Some("close"));
 }
+
+#[test]
+fn past_max_in_flight_a_request_gets_a_prompt_503_and_its_keep_alive_connection_is_served_after() {
+    let s = Server::start(&["--max-in-flight", "2", "--body-timeout", "30s"]);
+    let mut c = connect(&s, Duration::from_secs(5));
+    c.write_all(HEALTHZ).unwrap();
+    assert_eq!(read_response(&mut c).unwrap().status, 200);
+    // Two requests whose handlers are reading a body that does not come: two
+    // requests in flight (connections are not the limit here).
+    let mut slow: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = connect(&s, Duration::from_secs(10));
+            c.write_all(SLOW_BODY).unwrap();
+            c
+        })
+        .collect();
+    // The next request, on the open keep-alive connection, is answered at
+    // once (long before the 30 s body timeout) without its work.
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            c.write_all(HEALTHZ).unwrap();
+            let r = read_response(&mut c).expect("a prompt answer while busy");
+            if r.status == 200 {
+                return false; // the slow requests were not in flight yet
+            }
+            assert_busy(&r);
+            assert!(!r.has("connection: close"), "{r:?}");
+            true
+        }),
+        "503 while two requests are in flight"
+    );
+    // The load drops: one body arrives in full, the other client goes away.
+    let mut rest = vec![b' '; 98];
+    rest.push(b'}');
+    slow[0].write_all(&rest).unwrap();
+    let done = read_response(&mut slow[0]).expect("the slow request is answered");
+    assert_ne!(done.status, 503, "{done:?}");
+    drop(slow);
+    // The same connection is served again.
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            c.write_all(HEALTHZ).unwrap();
+            read_response(&mut c).expect("an answer").status == 200
+        }),
+        "served once the load drops"
+    );
+}
+
+#[test]
+fn long_poll_waits_do_not_count_toward_max_in_flight() {
+    let s = Server::start(&["--open-pool", "--max-in-flight", "2"]);
+    // One at a time: a request holds its place until it starts to wait, so
+    // three arriving together could find the cap of two taken by the others.
+    let mut waiting = Vec::new();
+    for n in 1..=3 {
+        let url = s.url("/pools/lp/keys?wait=4");
+        waiting.push(std::thread::spawn(move || call("GET", &url, None, None)));
+        let line = format!("\nkeypool_pool_waiters {n}\n");
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let r = s.call("GET", "/metrics", None, None);
+                r.status == 200 && r.text.contains(&line)
+            }),
+            "waiter {n} is waiting"
+        );
+    }
+    // Three waiters and a cap of two: others are still served.
+    let r = s.call("GET", "/healthz", None, None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    for w in waiting {
+        assert_eq!(w.join().unwrap().status, 404);
+    }
+}

@@ -17,9 +17,11 @@
 //! - `platform`: API-key scopes and roles, IP allowlists, disable/enable, verify.
 //! - `purchase`: the PIN, the purchase state machine, the gated stream.
 //! - `undone`: a change answered 503 did not happen (failed writes and flushes).
+//! - `analytics`: per-key per-route analytics: exact counts, templates, `days` bounds, kill -9 and snapshots.
 //! - `browser`: the web page in headless Chromium (`#[ignore]`; `.ci/run` runs them).
 
 mod accounts;
+mod analytics;
 mod browser;
 mod credits;
 mod documents;
@@ -35,4 +37,5 @@ mod platform;
 mod pool;
 mod purchase;
 mod support;
+mod topups;
 mod undone;

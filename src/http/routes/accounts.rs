@@ -49,7 +49,7 @@ pub async fn hashing<T: Send + 'static>(
 }
 
 #[derive(Deserialize)]
-struct Register {
+pub(super) struct Register {
     username: String,
     password: String,
     #[serde(default)]
@@ -92,7 +92,7 @@ pub async fn register(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct Login {
+pub(super) struct Login {
     username: String,
     password: String,
 }

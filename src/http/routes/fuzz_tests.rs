@@ -28,6 +28,7 @@ fn ctx(query: Option<String>) -> Ctx {
         max_body: 1 << 16,
         body_deadline: tokio::time::Instant::now(),
         body_failed: false,
+        analytics_key: std::cell::Cell::new(None),
     }
 }
 

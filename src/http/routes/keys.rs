@@ -15,9 +15,9 @@ use super::super::{Ctx, Http};
 use super::param;
 use crate::apikeys::{
     valid_scope_name, ApiKeyError, CreateKey, CreditSpec, KeyAccess, KeyPreference, KeyRateLimit,
-    KeyStatus, MAX_META_BYTES,
+    KeyStatus, ANALYTICS_DAYS, MAX_META_BYTES,
 };
-use crate::clock::rfc3339;
+use crate::clock::{day_string, rfc3339};
 use crate::event::EventRef;
 
 /// The one mapping of API-key errors to answers.
@@ -118,7 +118,7 @@ pub async fn seed000_delete(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize, Default)]
-struct Generate {
+pub(super) struct Generate {
     #[serde(default)]
     name: Option<String>,
     #[serde(default)]
@@ -511,7 +511,7 @@ pub async fn rotate(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct Verify {
+pub(super) struct Verify {
     key: String,
     #[serde(default)]
     scope: Option<String>,
@@ -578,4 +578,54 @@ pub async fn verify(http: &Http, ctx: &mut Ctx) -> Reply {
         );
     }
     Ok(json(StatusCode::OK, &out))
+}
+
+/// `GET /api/keys/{key_id}/analytics?days=N` (1–90, default 30): the key's
+/// figures per UTC day, oldest first, every day present. Another account's
+/// key, or a key id that is not a uuid, is 404.
+pub fn analytics(http: &Http, ctx: &mut Ctx, key_id: &str) -> Reply {
+    let caller = http.authenticate(ctx, Need::Any)?;
+    let days = match ctx.query("days") {
+        None => 30,
+        Some(d) => d
+            .parse::<u32>()
+            .ok()
+            .filter(|d| (1..=ANALYTICS_DAYS).contains(d))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Query parameter `days` must be a whole number from 1 to {ANALYTICS_DAYS}."
+                ))
+            })?,
+    };
+    let key_id = path_key_id(key_id)?;
+    let st = http.app.state();
+    if st.apikeys.owner_of(key_id) != Some(caller.account) {
+        return Err(ApiError::not_found("API key not found."));
+    }
+    let days: Vec<Value> = st
+        .analytics
+        .days(key_id, days, http.app.now())
+        .iter()
+        .map(|d| {
+            let by_route: serde_json::Map<String, Value> = d
+                .by_route
+                .iter()
+                .map(|(r, n)| (r.clone(), json!(n)))
+                .collect();
+            json!({
+                "day": day_string(u64::from(d.day) * 86_400_000),
+                "requests": d.requests,
+                "errors_4xx": d.errors_4xx,
+                "errors_5xx": d.errors_5xx,
+                "rate_limited": d.rate_limited,
+                "p50_ms": d.percentile_ms(0.5),
+                "p99_ms": d.percentile_ms(0.99),
+                "by_route": by_route,
+            })
+        })
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &json!({"key_id": key_id, "days": days}),
+    ))
 }

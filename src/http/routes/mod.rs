@@ -10,6 +10,7 @@ mod ops;
 mod pool;
 mod pool_params;
 mod purchase;
+mod topup;
 mod web;
 
 use super::response::{ApiError, Reply};
@@ -76,16 +77,33 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::KeyCredits(id), _) => keys::set_credits(http, ctx, id).await,
         (Route::KeyRotate(id), _) => keys::rotate(http, ctx, id).await,
         (Route::KeysVerify, _) => keys::verify(http, ctx).await,
+        (Route::KeyAnalytics(id), _) => keys::analytics(http, ctx, id),
 
         (Route::UserPin, _) => purchase::set_pin(http, ctx).await,
         (Route::VideoInfo, _) => purchase::info(http, ctx),
         (Route::VideoPurchase, _) => purchase::purchase(http, ctx).await,
         (Route::PurchaseStatus(id), _) => purchase::status(http, id),
         (Route::VideoStream(id), _) => purchase::stream(http, ctx, id).await,
+        (Route::UserCredits, M::POST) => topup::create(http, ctx).await,
+        (Route::UserCredits, _) => topup::list(http, ctx),
     }
 }
 
 /// A path parameter, percent-decoded.
 pub fn param(raw: &str) -> String {
     super::request::percent_decode(raw)
+}
+
+/// Parses `body` as the JSON body of the main routes (registration, login,
+/// pool and key creation, verification, purchase); for the fuzz targets.
+pub(super) fn fuzz_bodies(headers: &hyper::HeaderMap, body: &[u8]) {
+    use super::request::parse_json;
+    let _ = parse_json::<accounts::Register>(headers, body);
+    let _ = parse_json::<accounts::Login>(headers, body);
+    let _ = parse_json::<pool_params::CreateBody>(headers, body);
+    let _ = parse_json::<keys::Generate>(headers, body);
+    let _ = parse_json::<keys::Verify>(headers, body);
+    let _ = parse_json::<purchase::SetPin>(headers, body);
+    let _ = parse_json::<purchase::Buy>(headers, body);
+    let _ = parse_json::<crate::apikeys::CreditSpec>(headers, body);
 }

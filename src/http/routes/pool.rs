@@ -235,7 +235,11 @@ pub async fn checkout(http: &Http, ctx: &mut Ctx, pool: Option<&str>) -> Reply {
                 Err(PoolError::NoAvailableKeys) => {}
                 done => break done,
             }
-            match armed.wait(deadline).await {
+            // The wait does not count toward `--max-in-flight`.
+            let waiting = crate::http::Waiting::begin(http);
+            let woken = armed.wait(deadline).await;
+            drop(waiting);
+            match woken {
                 Woken::Freed => continue,
                 Woken::TimedOut => break Err(PoolError::NoAvailableKeys),
                 Woken::Closed => return Err(shutting_down()),

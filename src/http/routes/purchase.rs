@@ -30,8 +30,8 @@ const STREAM_URL_TTL_MS: u64 = 60 * 60 * 1000;
 /// The most bytes one response carries; a player asks for the rest by range.
 const MAX_CHUNK: u64 = 8 << 20;
 
-/// The one mapping of purchase and PIN errors to answers.
-fn pin_error(e: PinCheckError) -> ApiError {
+/// The one mapping of purchase and PIN errors to answers (top-ups use it too).
+pub(super) fn pin_error(e: PinCheckError) -> ApiError {
     match e {
         PinCheckError::NoPin => {
             ApiError::bad_request("No purchase PIN is set yet. Set a PIN first.")
@@ -123,7 +123,7 @@ pub fn info(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct SetPin {
+pub(super) struct SetPin {
     pin: String,
 }
 
@@ -153,7 +153,7 @@ pub async fn set_pin(http: &Http, ctx: &mut Ctx) -> Reply {
 }
 
 #[derive(Deserialize)]
-struct Buy {
+pub(super) struct Buy {
     #[serde(default)]
     video_id: Option<String>,
     #[serde(default)]
@@ -176,37 +176,7 @@ pub async fn purchase(http: &Http, ctx: &mut Ctx) -> Reply {
             return Ok(json(StatusCode::OK, &purchase_json(http, &p)));
         }
     }
-    let pin = body
-        .pin
-        .ok_or_else(|| ApiError::bad_request("Field `pin` is required."))?;
-    validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
-    let now = app.now();
-    app.state()
-        .purchases
-        .check_lock(caller.account, now)
-        .map_err(pin_error)?;
-    let hash = app
-        .state()
-        .purchases
-        .pin_hash(caller.account)
-        .ok_or_else(|| pin_error(PinCheckError::NoPin))?;
-    let right = hashing(http, move || verify_pin(&pin, &hash)).await?;
-    let now = app.now();
-    if !right {
-        let outcome = app
-            .write(|st, rec| {
-                st.purchases
-                    .record_wrong_pin(caller.account, now, &mut |e| {
-                        rec.record(EventRef::Purchase(e))
-                    })
-            })
-            .await?;
-        return Err(pin_error(
-            outcome
-                .err()
-                .unwrap_or(PinCheckError::Wrong { remaining: 0 }),
-        ));
-    }
+    let now = confirm_pin(http, caller.account, body.pin).await?;
     let answer = |o: &StartOutcome| match o {
         StartOutcome::AlreadyPurchased(p) => (StatusCode::OK, purchase_json(http, p)),
         StartOutcome::Started(p) | StartOutcome::AlreadyWaiting(p) => {
@@ -355,4 +325,43 @@ impl Source {
             }
         }
     }
+}
+
+/// The PIN steps every PIN-confirmed change takes (purchases and credit
+/// top-ups): a PIN is given and well-formed, the account is not locked out,
+/// and the PIN is right; a wrong one is counted toward the one lockout.
+/// Answers the time to make the change at.
+pub(super) async fn confirm_pin(
+    http: &Http,
+    account: crate::ids::AccountId,
+    pin: Option<String>,
+) -> Result<crate::clock::Millis, ApiError> {
+    let app = &http.app;
+    let pin = pin.ok_or_else(|| ApiError::bad_request("Field `pin` is required."))?;
+    validate_pin(&pin).map_err(|_| pin_error(PinCheckError::Invalid))?;
+    app.state()
+        .purchases
+        .check_lock(account, app.now())
+        .map_err(pin_error)?;
+    let hash = app
+        .state()
+        .purchases
+        .pin_hash(account)
+        .ok_or_else(|| pin_error(PinCheckError::NoPin))?;
+    let right = hashing(http, move || verify_pin(&pin, &hash)).await?;
+    let now = app.now();
+    if !right {
+        let outcome = app
+            .write(|st, rec| {
+                st.purchases
+                    .record_wrong_pin(account, now, &mut |e| rec.record(EventRef::Purchase(e)))
+            })
+            .await?;
+        return Err(pin_error(
+            outcome
+                .err()
+                .unwrap_or(PinCheckError::Wrong { remaining: 0 }),
+        ));
+    }
+    Ok(now)
 }
