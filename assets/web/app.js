@@ -1033,7 +1033,8 @@ async function saveCredits(e) {
 /** A bar chart of `series` ([{label, value, part?}]), inline SVG scaled to its box. */
 function barChart(series, { id, label, unit = "", cls = "bar" }) {
   const W = 600, H = 140, top = 14, bottom = 16;
-  const max = Math.max(1, ...series.map((d) => d.value));
+  // The tallest bar fills the chart, also below 1 (latencies under a millisecond).
+  const max = Math.max(0, ...series.map((d) => d.value)) || 1;
   const bw = W / Math.max(1, series.length);
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
@@ -1248,12 +1249,23 @@ async function loadEvents(older) {
     let path = "/api/user/events?limit=50";
     if (older && eventsBefore != null) path += `&before=${encodeURIComponent(eventsBefore)}`;
     const { data } = await api("GET", path);
+    $("events-unavailable").hidden = true;
     const events = Array.isArray(data.events) ? data.events : [];
     renderEvents(events, older);
     eventsBefore = data.next_before ?? null;
     $("events-older").hidden = eventsBefore == null;
   } catch (err) {
-    $("events-error").textContent = err.message;
+    if (err.status === 404) {
+      // A server without the event log (GET /api/user/events is newer than
+      // the rest of the platform): say so instead of an empty table.
+      $("events-unavailable").hidden = false;
+      $("events-table").hidden = true;
+      $("events-empty").hidden = true;
+      $("events-older").hidden = true;
+      eventsBefore = null;
+    } else {
+      $("events-error").textContent = err.message;
+    }
   } finally {
     setBusy(btn, false);
   }
