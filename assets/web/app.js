@@ -195,7 +195,8 @@ function wireAuth() {
     }
     stopPolling();
     resetVideo();
-    loaded.video = loaded.keys = false;
+    loaded.video = loaded.keys = loaded.security = false;
+    closeTopup();
     keys = [];
     renderKeys();
     balanceCents = null;
@@ -231,6 +232,7 @@ function renderAccount() {
   bal.textContent = balanceCents == null ? "" : money(balanceCents);
   bal.dataset.cents = balanceCents == null ? "" : String(balanceCents);
   $("logout-btn").hidden = !signedIn;
+  $("topup-open").hidden = !signedIn;
 }
 
 /** GET /api/user/key/{username} → keyPreference.balance. Never throws. */
@@ -595,6 +597,63 @@ function usageChart(usage, name) {
   return svg;
 }
 
+function rowButton(text, testid, label, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "btn ghost small";
+  b.textContent = text;
+  b.setAttribute("data-testid", testid);
+  b.setAttribute("aria-label", label);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function tag(text, cls = "tag") {
+  const t = document.createElement("span");
+  t.className = cls;
+  t.textContent = text;
+  return t;
+}
+
+/** Scopes, and the allowed IPs ("any IP" when there are none). */
+function accessCell(k) {
+  const td = document.createElement("td");
+  const scopes = document.createElement("div");
+  scopes.className = "tags";
+  scopes.setAttribute("data-testid", "key-scopes");
+  for (const sc of k.scopes || []) scopes.appendChild(tag(sc));
+  td.appendChild(scopes);
+  const ips = document.createElement("div");
+  ips.className = "tags";
+  ips.setAttribute("data-testid", "key-ips");
+  const list = k.allowed_ips || [];
+  if (list.length === 0) ips.appendChild(tag("any IP", "tag ip"));
+  for (const ip of list) ips.appendChild(tag(ip, "tag ip"));
+  td.appendChild(ips);
+  return td;
+}
+
+function refillText(r) {
+  if (!r) return "";
+  return `refills to ${r.amount} ${r.interval === "monthly" ? "monthly" : "daily"}`;
+}
+
+function creditsCell(k) {
+  const td = document.createElement("td");
+  const n = document.createElement("span");
+  n.setAttribute("data-testid", "key-credits");
+  n.textContent = k.credits_remaining == null ? "Unmetered" : String(k.credits_remaining);
+  td.appendChild(n);
+  if (k.refill) {
+    const r = document.createElement("span");
+    r.className = "sub";
+    r.setAttribute("data-testid", "key-refill");
+    r.textContent = refillText(k.refill);
+    td.appendChild(r);
+  }
+  return td;
+}
+
 function renderKeys() {
   const tbody = $("keys-list");
   tbody.replaceChildren();
@@ -605,11 +664,20 @@ function renderKeys() {
     tr.setAttribute("data-testid", "key-row");
     tr.dataset.keyId = k.key_id;
     if (k.revoked) tr.classList.add("revoked");
+    if (k.disabled) tr.classList.add("disabled");
 
     const name = document.createElement("td");
     name.textContent = k.name || "(unnamed)";
     name.setAttribute("data-testid", "key-name");
     tr.appendChild(name);
+    if (k.grace_until && !k.revoked) {
+      const g = document.createElement("span");
+      g.className = "sub";
+      g.setAttribute("data-testid", "key-grace");
+      g.textContent = `Rotated; works until ${fmtTime(k.grace_until)}`;
+      g.title = k.grace_until;
+      name.appendChild(g);
+    }
 
     const prefix = document.createElement("td");
     const code = document.createElement("code");
@@ -617,6 +685,7 @@ function renderKeys() {
     prefix.appendChild(code);
     prefix.setAttribute("data-testid", "key-prefix");
     tr.appendChild(prefix);
+
 
     tr.appendChild(timeCell(k.created_at));
     const last = timeCell(k.last_used);
@@ -633,6 +702,9 @@ function renderKeys() {
     if (!k.expires_at) exp.textContent = "Never";
     tr.appendChild(exp);
 
+    tr.appendChild(accessCell(k));
+    tr.appendChild(creditsCell(k));
+
     const chart = document.createElement("td");
     chart.appendChild(usageChart(k.usage_by_day, k.name || k.key_prefix));
     tr.appendChild(chart);
@@ -646,6 +718,22 @@ function renderKeys() {
       badge.setAttribute("data-testid", "key-revoked");
       act.appendChild(badge);
     } else {
+      const label = k.name || k.key_prefix;
+      if (k.disabled) {
+        const badge = document.createElement("span");
+        badge.className = "badge warn";
+        badge.textContent = "Disabled";
+        badge.setAttribute("data-testid", "key-disabled");
+        act.appendChild(badge);
+      }
+      act.appendChild(rowButton("Analytics", "analytics-btn", `Analytics of ${label}`, () => showAnalytics(k)));
+      act.appendChild(rowButton("Credits", "credits-btn", `Set the credits of ${label}`, () => openCredits(k)));
+      if (!k.rotated_to) {
+        act.appendChild(rowButton("Rotate", "rotate-btn", `Rotate ${label}`, () => openRotate(k)));
+      }
+      const toggle = rowButton(k.disabled ? "Enable" : "Disable", "toggle-btn",
+        `${k.disabled ? "Enable" : "Disable"} ${label}`, () => setDisabled(k, !k.disabled, toggle));
+      act.appendChild(toggle);
       const btn = document.createElement("button");
       btn.type = "button";
       btn.className = "btn danger small";
@@ -699,6 +787,23 @@ async function createKey(e) {
     }
     body.rate_limit = { limit: n, window_secs: 60 };
   }
+  const role = $("key-role").value;
+  if (role === "custom") {
+    const scopes = [...document.querySelectorAll("#key-scopes input[name=scope]:checked")].map((c) => c.value);
+    for (const own of $("key-custom-scopes").value.split(/[\s,]+/)) if (own) scopes.push(own);
+    if (scopes.length === 0) {
+      $("create-key-error").textContent = "Choose at least one scope, or another kind of access.";
+      return;
+    }
+    body.scopes = scopes;
+  } else if (role) {
+    body.role = role;
+  }
+  const ips = $("key-ips").value.split(/[\s,]+/).filter(Boolean);
+  if (ips.length) body.allowed_ips = ips;
+  const credits = readCredits("key-credits", "key-refill-amount", "key-refill-interval", false);
+  if (credits.error) { $("create-key-error").textContent = credits.error; return; }
+  if (credits.value) body.credits = credits.value;
   const btn = $("create-key-btn");
   setBusy(btn, true);
   try {
@@ -709,6 +814,9 @@ async function createKey(e) {
     $("copy-key-btn").focus();
     $("key-name").value = "";
     $("key-rate-limit").value = "";
+    $("key-ips").value = "";
+    $("key-credits").value = "";
+    $("key-refill-amount").value = "";
     // Shown locally rather than re-listed: each request counts against the session.
     const now = new Date();
     keys.unshift({
@@ -721,6 +829,13 @@ async function createKey(e) {
       usage_by_day: [],
       expires_at: exp ? new Date(now.getTime() + Number(exp) * 1000).toISOString() : null,
       revoked: false,
+      scopes: body.scopes || ROLE_SCOPES[body.role || ""],
+      allowed_ips: body.allowed_ips || [],
+      credits_remaining: body.credits ? body.credits.remaining : null,
+      refill: body.credits && body.credits.refill ? body.credits.refill : null,
+      disabled: false,
+      rotated_to: null,
+      grace_until: null,
     });
     renderKeys();
   } catch (err) {
@@ -730,8 +845,10 @@ async function createKey(e) {
   }
 }
 
-async function copyKey() {
-  const text = $("new-key-value").textContent;
+function copyKey() { return copyText("new-key-value", "copy-status"); }
+
+async function copyText(sourceId, statusId) {
+  const text = $(sourceId).textContent;
   let ok = false;
   try {
     if (navigator.clipboard && window.isSecureContext) {
@@ -754,12 +871,12 @@ async function copyKey() {
   if (!ok) {
     // Last resort: select the key so the user can press Ctrl+C.
     const range = document.createRange();
-    range.selectNodeContents($("new-key-value"));
+    range.selectNodeContents($(sourceId));
     const sel = window.getSelection();
     sel.removeAllRanges();
     sel.addRange(range);
   }
-  $("copy-status").textContent = ok ? "Copied to the clipboard." : "Press Ctrl+C (⌘C) to copy the selected key.";
+  $(statusId).textContent = ok ? "Copied to the clipboard." : "Press Ctrl+C (⌘C) to copy the selected key.";
 }
 
 async function revokeKey(k, btn) {
@@ -775,6 +892,276 @@ async function revokeKey(k, btn) {
   }
 }
 
+/** What a role (or none) grants, as the contract says; shown until the next refresh. */
+const ROLE_SCOPES = {
+  "": ["pool:read", "pool:write", "keys:read", "keys:write", "purchase"],
+  worker: ["pool:read", "pool:write"],
+  reader: ["pool:read", "keys:read"],
+  admin: ["pool:read", "pool:write", "keys:read", "keys:write", "purchase", "keys:verify"],
+};
+
+/**
+ * Reads a credits form: {value} ({remaining, refill?} or null when the
+ * remaining field is empty and `required` is false) or {error}.
+ */
+function readCredits(remainingId, amountId, intervalId, required) {
+  const rem = $(remainingId).value.trim();
+  const amt = $(amountId).value.trim();
+  if (!rem && !required) {
+    if (amt) return { error: "Set the credits remaining too, or leave the refill empty." };
+    return { value: null };
+  }
+  const n = Number(rem);
+  if (!rem || !Number.isInteger(n) || n < 0) return { error: "Credits are a whole number, 0 or more." };
+  const value = { remaining: n };
+  if (amt) {
+    const a = Number(amt);
+    if (!Number.isInteger(a) || a < 1) return { error: "The refill is a whole number of credits, 1 or more." };
+    value.refill = { amount: a, interval: $(intervalId).value };
+  }
+  return { value };
+}
+
+async function setDisabled(k, disabled, btn) {
+  setBusy(btn, true);
+  $("keys-error").textContent = "";
+  try {
+    await api("POST", `/api/keys/${encodeURIComponent(k.key_id)}/${disabled ? "disable" : "enable"}`, { body: {} });
+    k.disabled = disabled;
+    renderKeys();
+  } catch (err) {
+    $("keys-error").textContent = err.message;
+    setBusy(btn, false);
+  }
+}
+
+let rotating = null; // the key the rotate dialog is about
+
+function openRotate(k) {
+  rotating = k;
+  $("rotate-key-name").textContent = k.name || k.key_prefix;
+  $("rotate-form").hidden = false;
+  $("rotate-result").hidden = true;
+  $("rotate-error").textContent = "";
+  $("rotate-grace").value = "24";
+  $("rotate-dialog").showModal();
+  $("rotate-grace").focus();
+}
+
+async function rotateKey(e) {
+  e.preventDefault();
+  $("rotate-error").textContent = "";
+  const hours = Number($("rotate-grace").value);
+  if (!Number.isFinite(hours) || hours < 0 || hours > 720 || $("rotate-grace").value.trim() === "") {
+    $("rotate-error").textContent = "The grace period is 0 to 720 hours (30 days).";
+    return;
+  }
+  const k = rotating;
+  const btn = $("rotate-submit");
+  setBusy(btn, true);
+  try {
+    const { data } = await api("POST", `/api/keys/${encodeURIComponent(k.key_id)}/rotate`, {
+      body: { grace_secs: Math.round(hours * 3600) },
+    });
+    $("rotate-new-key").textContent = data.key;
+    const end = $("rotate-old-end");
+    end.textContent = fmtTime(data.old_key_expires_at);
+    end.dateTime = data.old_key_expires_at || "";
+    $("rotate-copy-status").textContent = "";
+    $("rotate-form").hidden = true;
+    $("rotate-result").hidden = false;
+    $("rotate-copy").focus();
+    k.rotated_to = data.key_id;
+    k.grace_until = data.old_key_expires_at;
+    keys.unshift({
+      ...k,
+      key_id: data.key_id,
+      key_prefix: data.key_prefix || String(data.key).slice(0, 12),
+      created_at: new Date().toISOString(),
+      last_used: null,
+      usage_count: 0,
+      usage_by_day: [],
+      rotated_to: null,
+      grace_until: null,
+    });
+    renderKeys();
+  } catch (err) {
+    $("rotate-error").textContent = err.message;
+  } finally {
+    setBusy(btn, false);
+  }
+}
+
+let crediting = null; // the key the credits dialog is about
+
+function openCredits(k) {
+  crediting = k;
+  $("credits-title").textContent = `Credits of ${k.name || k.key_prefix}`;
+  $("credits-remaining").value = k.credits_remaining == null ? "" : String(k.credits_remaining);
+  $("credits-refill-amount").value = k.refill ? String(k.refill.amount) : "";
+  $("credits-refill-interval").value = k.refill && k.refill.interval === "monthly" ? "monthly" : "daily";
+  $("credits-error").textContent = "";
+  $("credits-dialog").showModal();
+  $("credits-remaining").focus();
+}
+
+async function saveCredits(e) {
+  e.preventDefault();
+  $("credits-error").textContent = "";
+  const c = readCredits("credits-remaining", "credits-refill-amount", "credits-refill-interval", true);
+  if (c.error) { $("credits-error").textContent = c.error; return; }
+  const k = crediting;
+  const btn = $("credits-submit");
+  setBusy(btn, true);
+  try {
+    const { data } = await api("PUT", `/api/keys/${encodeURIComponent(k.key_id)}/credits`, { body: c.value });
+    k.credits_remaining = data.credits_remaining ?? c.value.remaining;
+    k.refill = data.refill === undefined ? (c.value.refill || null) : data.refill;
+    $("credits-dialog").close();
+    renderKeys();
+  } catch (err) {
+    $("credits-error").textContent = err.message;
+  } finally {
+    setBusy(btn, false);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Analytics of one key (GET /api/keys/{id}/analytics?days=30)
+// ---------------------------------------------------------------------------
+
+/** A bar chart of `series` ([{label, value, part?}]), inline SVG scaled to its box. */
+function barChart(series, { id, label, unit = "", cls = "bar" }) {
+  const W = 600, H = 140, top = 14, bottom = 16;
+  // The tallest bar fills the chart, also below 1 (latencies under a millisecond).
+  const max = Math.max(0, ...series.map((d) => d.value)) || 1;
+  const bw = W / Math.max(1, series.length);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("class", "big-chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  svg.id = id;
+  const scale = (v) => (v / max) * (H - top - bottom);
+  series.forEach((d, i) => {
+    const h = d.value > 0 ? Math.max(1.5, scale(d.value)) : 0;
+    const r = document.createElementNS(SVG, "rect");
+    r.setAttribute("x", (i * bw + 1).toFixed(1));
+    r.setAttribute("y", (H - bottom - h).toFixed(1));
+    r.setAttribute("width", Math.max(1, bw - 2).toFixed(1));
+    r.setAttribute("height", h.toFixed(1));
+    r.setAttribute("class", cls);
+    r.setAttribute("data-day", d.label);
+    r.setAttribute("data-value", String(d.value));
+    const t = document.createElementNS(SVG, "title");
+    t.textContent = `${d.label}: ${d.value}${unit}`;
+    r.appendChild(t);
+    svg.appendChild(r);
+    if (d.part) {
+      const ph = Math.max(1.5, scale(d.part));
+      const e = document.createElementNS(SVG, "rect");
+      e.setAttribute("x", (i * bw + 1).toFixed(1));
+      e.setAttribute("y", (H - bottom - ph).toFixed(1));
+      e.setAttribute("width", Math.max(1, bw - 2).toFixed(1));
+      e.setAttribute("height", ph.toFixed(1));
+      e.setAttribute("class", `${cls} err`);
+      svg.appendChild(e);
+    }
+  });
+  const axis = document.createElementNS(SVG, "line");
+  axis.setAttribute("x1", "0"); axis.setAttribute("x2", String(W));
+  axis.setAttribute("y1", String(H - bottom + 0.5)); axis.setAttribute("y2", String(H - bottom + 0.5));
+  axis.setAttribute("class", "axis");
+  svg.appendChild(axis);
+  const text = (x, y, s, anchor) => {
+    const t = document.createElementNS(SVG, "text");
+    t.setAttribute("x", String(x)); t.setAttribute("y", String(y));
+    t.setAttribute("text-anchor", anchor);
+    t.textContent = s;
+    svg.appendChild(t);
+  };
+  text(2, 10, `max ${max}${unit}`, "start");
+  if (series.length) {
+    text(2, H - 3, series[0].label, "start");
+    text(W - 2, H - 3, series[series.length - 1].label, "end");
+  }
+  return svg;
+}
+
+function pct(n, d) {
+  if (!d) return "0%";
+  const p = (100 * n) / d;
+  return `${p < 10 ? p.toFixed(1) : Math.round(p)}%`;
+}
+
+async function showAnalytics(k) {
+  const panel = $("analytics-panel");
+  panel.hidden = false;
+  panel.dataset.keyId = k.key_id;
+  panel.dataset.state = "loading";
+  $("analytics-heading").textContent = `Analytics: ${k.name || k.key_prefix} (last 30 days)`;
+  $("analytics-error").textContent = "";
+  for (const id of ["an-requests-chart", "an-p99-chart", "an-routes"]) $(id).replaceChildren();
+  for (const id of ["an-requests", "an-error-rate", "an-p99", "an-limited"]) $(id).textContent = "–";
+  panel.scrollIntoView({ block: "start" });
+  let data;
+  try {
+    ({ data } = await api("GET", `/api/keys/${encodeURIComponent(k.key_id)}/analytics?days=30`));
+  } catch (err) {
+    $("analytics-error").textContent = err.message;
+    panel.dataset.state = "error";
+    return;
+  }
+  const days = Array.isArray(data.days) ? data.days : [];
+  let requests = 0, errors = 0, limited = 0, p99 = 0;
+  const routes = new Map();
+  for (const d of days) {
+    requests += Number(d.requests) || 0;
+    errors += (Number(d.errors_4xx) || 0) + (Number(d.errors_5xx) || 0);
+    limited += Number(d.rate_limited) || 0;
+    p99 = Math.max(p99, Number(d.p99_ms) || 0);
+    for (const [r, n] of Object.entries(d.by_route || {})) routes.set(r, (routes.get(r) || 0) + (Number(n) || 0));
+  }
+  $("an-requests").textContent = String(requests);
+  $("an-error-rate").textContent = pct(errors, requests);
+  $("an-error-rate").dataset.errors = String(errors);
+  $("an-p99").textContent = `${p99} ms`;
+  $("an-limited").textContent = String(limited);
+  $("an-requests-chart").appendChild(barChart(
+    days.map((d) => ({ label: d.day, value: Number(d.requests) || 0, part: (Number(d.errors_4xx) || 0) + (Number(d.errors_5xx) || 0) })),
+    { id: "an-requests-svg", label: `Requests per day: ${requests} in all, ${errors} errors` },
+  ));
+  $("an-p99-chart").appendChild(barChart(
+    days.map((d) => ({ label: d.day, value: Number(d.p99_ms) || 0 })),
+    { id: "an-p99-svg", label: `p99 latency per day, worst ${p99} ms`, unit: " ms", cls: "bar p99" },
+  ));
+  const sorted = [...routes.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const top = sorted.length ? sorted[0][1] : 1;
+  for (const [r, n] of sorted) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "route-row");
+    const name = document.createElement("td");
+    const code = document.createElement("code");
+    code.textContent = r;
+    name.appendChild(code);
+    const num = document.createElement("td");
+    num.className = "num";
+    num.textContent = String(n);
+    const share = document.createElement("td");
+    const bar = document.createElement("span");
+    bar.className = "share";
+    bar.style.width = `${Math.max(2, Math.round((n / top) * 120))}px`;
+    share.appendChild(bar);
+    share.appendChild(document.createTextNode(` ${pct(n, requests)}`));
+    tr.append(name, num, share);
+    $("an-routes").appendChild(tr);
+  }
+  $("an-routes-empty").hidden = sorted.length > 0;
+  $("an-routes-table").hidden = sorted.length === 0;
+  panel.dataset.state = "ready";
+}
+
 function wireKeys() {
   $("create-key-form").addEventListener("submit", createKey);
   $("copy-key-btn").addEventListener("click", copyKey);
@@ -782,6 +1169,17 @@ function wireKeys() {
     $("new-key").hidden = true;
     $("new-key-value").textContent = ""; // shown once: forget it
   });
+  $("key-role").addEventListener("change", () => { $("key-scopes").hidden = $("key-role").value !== "custom"; });
+  $("rotate-form").addEventListener("submit", rotateKey);
+  $("rotate-cancel").addEventListener("click", () => $("rotate-dialog").close());
+  $("rotate-done").addEventListener("click", () => {
+    $("rotate-new-key").textContent = ""; // shown once: forget it
+    $("rotate-dialog").close();
+  });
+  $("rotate-copy").addEventListener("click", () => copyText("rotate-new-key", "rotate-copy-status"));
+  $("credits-form").addEventListener("submit", saveCredits);
+  $("credits-cancel").addEventListener("click", () => $("credits-dialog").close());
+  $("analytics-close").addEventListener("click", () => { $("analytics-panel").hidden = true; });
   $("keys-refresh").addEventListener("click", async () => {
     const btn = $("keys-refresh");
     setBusy(btn, true);
@@ -791,19 +1189,205 @@ function wireKeys() {
 }
 
 // ---------------------------------------------------------------------------
+// Security page: GET /api/user/events, newest first, "Older" pages with `before`
+// ---------------------------------------------------------------------------
+
+const EVENT_NAMES = {
+  login: "Signed in", login_failed: "Sign-in failed", logout: "Signed out",
+  key_created: "Key created", key_revoked: "Key revoked", key_deleted: "Key deleted",
+  key_rotated: "Key rotated", key_disabled: "Key disabled", key_enabled: "Key enabled",
+  key_used_from_new_ip: "Key used from a new IP", rate_limited: "Rate limited",
+  credits_exhausted: "Credits exhausted", pin_set: "PIN set", pin_failed: "Wrong PIN",
+  purchase_locked: "Purchases locked", purchase: "Purchase", topup: "Credits added",
+};
+
+let eventsBefore = null; // next_before of the last page
+
+function detailText(d) {
+  if (d == null || d === "") return "";
+  if (typeof d === "string") return d;
+  if (typeof d === "object") return Object.entries(d).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ");
+  return String(d);
+}
+
+function renderEvents(events, append) {
+  const tbody = $("events-list");
+  if (!append) tbody.replaceChildren();
+  for (const ev of events) {
+    const tr = document.createElement("tr");
+    tr.setAttribute("data-testid", "event-row");
+    tr.dataset.id = String(ev.id);
+    tr.dataset.type = String(ev.type);
+    tr.appendChild(timeCell(ev.at));
+    const type = document.createElement("td");
+    type.textContent = EVENT_NAMES[ev.type] || String(ev.type);
+    type.title = String(ev.type);
+    type.setAttribute("data-testid", "event-type");
+    if (/failed|locked|exhausted|limited|new_ip/.test(ev.type)) type.className = "warn-text";
+    const ip = document.createElement("td");
+    const ipc = document.createElement("code");
+    ipc.textContent = ev.ip || "—";
+    ip.appendChild(ipc);
+    const key = document.createElement("td");
+    if (ev.key_prefix) { const c = document.createElement("code"); c.textContent = `${ev.key_prefix}…`; key.appendChild(c); }
+    else key.textContent = "—";
+    const detail = document.createElement("td");
+    detail.textContent = detailText(ev.detail);
+    tr.append(type, ip, key, detail);
+    tbody.appendChild(tr);
+  }
+  const any = tbody.children.length > 0;
+  $("events-empty").hidden = any;
+  $("events-table").hidden = !any;
+}
+
+async function loadEvents(older) {
+  $("events-error").textContent = "";
+  const btn = older ? $("events-older") : $("events-refresh");
+  setBusy(btn, true);
+  try {
+    let path = "/api/user/events?limit=50";
+    if (older && eventsBefore != null) path += `&before=${encodeURIComponent(eventsBefore)}`;
+    const { data } = await api("GET", path);
+    $("events-unavailable").hidden = true;
+    const events = Array.isArray(data.events) ? data.events : [];
+    renderEvents(events, older);
+    eventsBefore = data.next_before ?? null;
+    $("events-older").hidden = eventsBefore == null;
+  } catch (err) {
+    if (err.status === 404) {
+      // A server without the event log (GET /api/user/events is newer than
+      // the rest of the platform): say so instead of an empty table.
+      $("events-unavailable").hidden = false;
+      $("events-table").hidden = true;
+      $("events-empty").hidden = true;
+      $("events-older").hidden = true;
+      eventsBefore = null;
+    } else {
+      $("events-error").textContent = err.message;
+    }
+  } finally {
+    setBusy(btn, false);
+  }
+}
+
+function wireSecurity() {
+  $("events-refresh").addEventListener("click", () => loadEvents(false));
+  $("events-older").addEventListener("click", () => loadEvents(true));
+}
+
+// ---------------------------------------------------------------------------
+// Add credits: POST /api/user/credits {amount, pin}, then wait for the payment
+// ---------------------------------------------------------------------------
+
+let topupTimer = null;
+
+function showTopupPart(part) {
+  $("topup-form").hidden = part !== "form";
+  $("topup-waiting").hidden = part !== "waiting";
+  $("topup-done").hidden = part !== "done";
+  $("topup-dialog").dataset.state = part;
+}
+
+function openTopup() {
+  clearTimeout(topupTimer);
+  $("topup-error").textContent = "";
+  $("topup-pin").value = "";
+  showTopupPart("form");
+  $("topup-dialog").showModal();
+  $("topup-amount").focus();
+}
+
+function closeTopup() {
+  clearTimeout(topupTimer);
+  topupTimer = null;
+  $("topup-dialog").close();
+}
+
+async function submitTopup(e) {
+  e.preventDefault();
+  $("topup-error").textContent = "";
+  const raw = $("topup-amount").value.trim();
+  const amount = Math.round(Number(raw) * 100);
+  if (!raw || !Number.isFinite(amount) || amount < 100 || amount > 100000) {
+    $("topup-error").textContent = `Enter an amount from ${money(100)} to ${money(100000)}.`;
+    return;
+  }
+  const pin = $("topup-pin").value.trim();
+  if (!PIN_RE.test(pin)) { $("topup-error").textContent = "Enter your PIN: 4 to 8 digits."; return; }
+  const btn = $("topup-submit");
+  setBusy(btn, true);
+  try {
+    const { data } = await api("POST", "/api/user/credits", { body: { amount, pin } });
+    $("topup-pin").value = "";
+    showTopupPart("waiting");
+    $("topup-dialog").dataset.topupId = data.topup_id || "";
+    waitForTopup(data.topup_id);
+  } catch (err) {
+    $("topup-error").textContent = err.message;
+    if (err.status === 403) $("topup-pin").select();
+  } finally {
+    setBusy(btn, false);
+  }
+}
+
+/** Polls GET /api/user/credits until the top-up is no longer waiting. */
+function waitForTopup(id) {
+  let failures = 0;
+  const poll = async () => {
+    topupTimer = null;
+    if (!$("topup-dialog").open) return;
+    let data;
+    try {
+      ({ data } = await api("GET", "/api/user/credits"));
+    } catch (err) {
+      failures += 1;
+      if (failures > 5) { showTopupPart("form"); $("topup-error").textContent = err.message; return; }
+      topupTimer = setTimeout(poll, Math.min(5000, 500 * 2 ** failures));
+      return;
+    }
+    const t = (data.topups || []).find((x) => x.topup_id === id);
+    if (typeof data.balance === "number") { balanceCents = data.balance; renderAccount(); }
+    if (t && t.status !== "waiting") {
+      if (t.status === "failed") {
+        showTopupPart("form");
+        $("topup-error").textContent = "The payment did not go through.";
+      } else {
+        $("topup-balance").textContent = money(data.balance);
+        showTopupPart("done");
+        $("topup-close").focus();
+      }
+      return;
+    }
+    topupTimer = setTimeout(poll, 1000);
+  };
+  topupTimer = setTimeout(poll, 1000);
+}
+
+function wireTopup() {
+  $("topup-open").addEventListener("click", openTopup);
+  $("topup-form").addEventListener("submit", submitTopup);
+  $("topup-cancel").addEventListener("click", closeTopup);
+  $("topup-close").addEventListener("click", closeTopup);
+}
+
+// ---------------------------------------------------------------------------
 // Views and start-up
 // ---------------------------------------------------------------------------
 
-const loaded = { video: false, keys: false };
+const loaded = { video: false, keys: false, security: false };
 
 function currentView() {
-  return location.hash === "#keys" ? "keys" : "video";
+  if (location.hash === "#keys") return "keys";
+  if (location.hash === "#security") return "security";
+  return "video";
 }
 
 async function route() {
   const view = currentView();
   $("video-view").hidden = view !== "video";
   $("keys-view").hidden = view !== "keys";
+  $("security-view").hidden = view !== "security";
   for (const a of document.querySelectorAll(".tab")) {
     if (a.dataset.view === view) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
@@ -816,6 +1400,9 @@ async function route() {
   } else if (view === "keys" && !loaded.keys) {
     loaded.keys = true;
     await Promise.all([loadKeys(), refreshBalance()]);
+  } else if (view === "security" && !loaded.security) {
+    loaded.security = true;
+    await loadEvents(false);
   }
 }
 
@@ -823,6 +1410,8 @@ function start() {
   wireAuth();
   wireVideo();
   wireKeys();
+  wireSecurity();
+  wireTopup();
   renderAccount();
   window.addEventListener("hashchange", route);
   route();
