@@ -538,6 +538,7 @@ function fmtTime(iso) {
 
 function timeCell(iso) {
   const td = document.createElement("td");
+  td.className = "time";
   td.textContent = fmtTime(iso);
   if (iso) td.title = iso;
   return td;
@@ -562,7 +563,7 @@ function usageChart(usage, name) {
   const values = days.map((d) => counts.get(d) || 0);
   const total = values.reduce((a, b) => a + b, 0);
   const max = Math.max(1, ...values);
-  const W = 150, H = 36, gap = 1, bw = W / days.length - gap;
+  const W = 120, H = 36, gap = 1, bw = W / days.length - gap;
 
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
@@ -667,6 +668,7 @@ function renderKeys() {
     if (k.disabled) tr.classList.add("disabled");
 
     const name = document.createElement("td");
+    name.className = "key-name";
     name.textContent = k.name || "(unnamed)";
     name.setAttribute("data-testid", "key-name");
     tr.appendChild(name);
