@@ -9,6 +9,7 @@ mod fuzz_tests;
 mod key_notes;
 mod keys;
 mod ops;
+mod platform;
 mod pool;
 mod pool_params;
 mod purchase;
@@ -74,12 +75,12 @@ pub async fn dispatch(http: &Http, route: &Route<'_>, ctx: &mut Ctx) -> Reply {
         (Route::UserKeyOf(who), _) => keys::seed003_revoke(http, ctx, who).await,
         (Route::UserUsageOf(who), _) => keys::seed003_status(http, ctx, who, "usage"),
 
-        (Route::KeyDisable(id), _) => keys::set_disabled(http, ctx, id, true).await,
-        (Route::KeyEnable(id), _) => keys::set_disabled(http, ctx, id, false).await,
-        (Route::KeyCredits(id), _) => keys::set_credits(http, ctx, id).await,
-        (Route::KeyRotate(id), _) => keys::rotate(http, ctx, id).await,
-        (Route::KeysVerify, _) => keys::verify(http, ctx).await,
-        (Route::KeyAnalytics(id), _) => keys::analytics(http, ctx, id),
+        (Route::KeyDisable(id), _) => platform::set_disabled(http, ctx, id, true).await,
+        (Route::KeyEnable(id), _) => platform::set_disabled(http, ctx, id, false).await,
+        (Route::KeyCredits(id), _) => platform::set_credits(http, ctx, id).await,
+        (Route::KeyRotate(id), _) => platform::rotate(http, ctx, id).await,
+        (Route::KeysVerify, _) => platform::verify(http, ctx).await,
+        (Route::KeyAnalytics(id), _) => platform::analytics(http, ctx, id),
 
         (Route::UserPin, _) => purchase::set_pin(http, ctx).await,
         (Route::VideoInfo, _) => purchase::info(http, ctx),
@@ -105,7 +106,7 @@ pub(super) fn fuzz_bodies(headers: &hyper::HeaderMap, body: &[u8]) {
     let _ = parse_json::<accounts::Login>(headers, body);
     let _ = parse_json::<pool_params::CreateBody>(headers, body);
     let _ = parse_json::<keys::Generate>(headers, body);
-    let _ = parse_json::<keys::Verify>(headers, body);
+    let _ = parse_json::<platform::Verify>(headers, body);
     let _ = parse_json::<purchase::SetPin>(headers, body);
     let _ = parse_json::<purchase::Buy>(headers, body);
     let _ = parse_json::<crate::apikeys::CreditSpec>(headers, body);
